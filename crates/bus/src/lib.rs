@@ -1,0 +1,26 @@
+//! The NATS JetStream topology as code, and the only way the services touch NATS.
+//!
+//! # Layout
+//!
+//! - [`connect`]: connection options from config (servers, credentials, TLS, reconnect policy);
+//! - [`call_id`]: the deterministic, subject-safe [`CallId`];
+//! - [`subject`]: subject builders and parsers mirroring the spec's topics;
+//! - [`topology`]: every stream, durable consumer and KV bucket, declared once;
+//! - [`ensure`]: idempotent creation at startup, with config-drift reports;
+//! - [`publish`]: `Nats-Msg-Id`, `Content-Type`, trace context, awaited PubAck;
+//! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
+//! - [`trace_context`]: W3C trace context in NATS headers.
+
+pub mod call_id;
+pub mod connect;
+pub mod consume;
+pub mod ensure;
+pub mod publish;
+pub mod subject;
+pub mod topology;
+pub mod trace_context;
+
+pub use call_id::CallId;
+pub use consume::{Delivery, Failure};
+pub use publish::{Published, Publisher};
+pub use subject::{Shard, Stage};

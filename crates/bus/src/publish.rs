@@ -1,0 +1,106 @@
+//! Publishing events: every message gets `Nats-Msg-Id` (dedup), a `Content-Type` naming its
+//! protobuf type and the current W3C trace context, and `publish` returns only once the stream
+//! has stored it (the PubAck), so callers can advance cursors or ack their input safely.
+
+use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use prost::{Message, Name};
+
+use crate::trace_context;
+
+/// Header naming the payload's protobuf type (see `bcfy_proto::content_type`).
+pub const CONTENT_TYPE: &str = "Content-Type";
+
+/// Publishes protobuf events to JetStream and waits for the PubAck.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+}
+
+/// What the stream answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The stream that stored the event.
+    pub stream: String,
+    /// Its sequence in that stream (the original's, for a duplicate).
+    pub sequence: u64,
+    /// True when the `Nats-Msg-Id` was seen within the duplicate window and nothing was stored.
+    pub duplicate: bool,
+}
+
+/// Why an event was not stored.
+#[derive(Debug, thiserror::Error)]
+#[error("publishing to {subject} failed ({kind})")]
+pub struct PublishError {
+    subject: String,
+    kind: PublishErrorKind,
+    #[source]
+    source: jetstream::context::PublishError,
+}
+
+impl PublishError {
+    /// The failure class.
+    pub fn kind(&self) -> PublishErrorKind {
+        self.kind
+    }
+
+    /// True when trying again later may succeed (timeouts, a full stream, a broken
+    /// connection), false for errors that will repeat (no stream for the subject, too large).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self.kind,
+            PublishErrorKind::StreamNotFound | PublishErrorKind::MaxPayloadExceeded
+        )
+    }
+}
+
+impl Publisher {
+    /// A publisher on this JetStream context.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self { js }
+    }
+
+    /// The JetStream context (for consumers and KV).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Publishes `event` on `subject` with `msg_id` as `Nats-Msg-Id`, and waits until the
+    /// stream has stored it (or recognised it as a duplicate).
+    ///
+    /// # Errors
+    ///
+    /// When the stream does not confirm; see [`PublishError::is_retryable`].
+    pub async fn publish<M: Message + Name>(
+        &self,
+        subject: String,
+        msg_id: &str,
+        event: &M,
+    ) -> Result<Published, PublishError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, msg_id);
+        headers.insert(
+            CONTENT_TYPE,
+            bcfy_proto::content_type::for_message::<M>().as_str(),
+        );
+        trace_context::inject_current(&mut headers);
+        let failed = |source: jetstream::context::PublishError| PublishError {
+            subject: subject.clone(),
+            kind: source.kind(),
+            source,
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject.clone(), headers, event.encode_to_vec().into())
+            .await
+            .map_err(failed)?
+            .await
+            .map_err(failed)?;
+        Ok(Published {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! Typed durations and byte sizes for config files and env vars.
+//!
+//! Durations are written with a unit (`30s`, `500ms`, `1h 30m`); a bare number means seconds,
+//! so the spec's float keys (`poll_interval: 2.0`) keep working. Sizes are written with a unit
+//! (`512KiB`, `10MB`, `1GiB`); a bare number means bytes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de};
+
+/// `#[serde(with = "bcfy_runtime::units::duration")]` for a [`Duration`] field.
+pub mod duration {
+    use super::*;
+
+    /// Deserializes `"30s"`, `"500ms"`, `"1h 30m"`, or a number of seconds.
+    ///
+    /// # Errors
+    ///
+    /// When the value is negative, not finite, or not a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// `#[serde(with = "bcfy_runtime::units::optional_duration")]` for an `Option<Duration>` field.
+pub mod optional_duration {
+    use super::*;
+
+    /// Like [`duration::deserialize`](super::duration::deserialize); `null` gives `None`.
+    ///
+    /// # Errors
+    ///
+    /// When the value is present and not a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::duration")] Duration);
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(d)| d))
+    }
+}
+
+struct DurationVisitor;
+
+impl de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"30s\", \"500ms\" or \"1h 30m\", or a number of seconds")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Duration, E> {
+        let value = value.trim();
+        if let Ok(seconds) = value.parse::<f64>() {
+            return self.visit_f64(seconds);
+        }
+        humantime::parse_duration(value).map_err(|_| {
+            E::custom(format!(
+                "`{value}` is not a duration (use e.g. 30s, 500ms, 1h 30m)"
+            ))
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(seconds))
+    }
+
+    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<Duration, E> {
+        u64::try_from(seconds)
+            .map(Duration::from_secs)
+            .map_err(|_| E::custom(format!("{seconds} is negative")))
+    }
+
+    fn visit_f64<E: de::Error>(self, seconds: f64) -> Result<Duration, E> {
+        Duration::try_from_secs_f64(seconds).map_err(|_| {
+            E::custom(format!(
+                "{seconds} seconds is not a valid duration (negative or too large)"
+            ))
+        })
+    }
+}
+
+/// A size in bytes, written `512KiB`, `10MB`, `1GiB` or as a bare number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+/// Why a size string was rejected.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("`{input}` is not a size (use e.g. 512KiB, 10MB, 1GiB or a number of bytes)")]
+pub struct InvalidByteSize {
+    input: String,
+}
+
+impl ByteSize {
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// The size as `usize`, saturating on 32-bit targets.
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = InvalidByteSize;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        const UNITS: &[(&str, u64)] = &[
+            ("kib", 1 << 10),
+            ("mib", 1 << 20),
+            ("gib", 1 << 30),
+            ("tib", 1 << 40),
+            ("kb", 1_000),
+            ("mb", 1_000_000),
+            ("gb", 1_000_000_000),
+            ("tb", 1_000_000_000_000),
+            ("b", 1),
+        ];
+        let invalid = || InvalidByteSize {
+            input: input.to_owned(),
+        };
+        let lower = input.trim().to_ascii_lowercase();
+        let (number, multiplier) = UNITS
+            .iter()
+            .find_map(|(unit, m)| lower.strip_suffix(unit).map(|n| (n.trim(), *m)))
+            .unwrap_or((lower.as_str(), 1));
+        let number: f64 = number.parse().map_err(|_| invalid())?;
+        let bytes = number * multiplier as f64;
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
+            return Err(invalid());
+        }
+        Ok(Self(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"512KiB\", \"10MB\" or a number of bytes")
+            }
+
+            fn visit_u64<E: de::Error>(self, bytes: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(bytes))
+            }
+
+            fn visit_i64<E: de::Error>(self, bytes: i64) -> Result<ByteSize, E> {
+                u64::try_from(bytes)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<ByteSize, E> {
+                value.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    struct Holder {
+        #[serde(with = "duration")]
+        every: Duration,
+    }
+
+    fn duration_of(json: &str) -> Result<Duration, serde_json::Error> {
+        serde_json::from_str::<Holder>(&format!(r#"{{"every": {json}}}"#)).map(|h| h.every)
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(duration_of(r#""30s""#).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            duration_of(r#""500ms""#).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            duration_of(r#""1h 30m""#).unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(duration_of("2.5").unwrap(), Duration::from_millis(2500));
+        assert_eq!(duration_of(r#""2.0""#).unwrap(), Duration::from_secs(2));
+        assert_eq!(duration_of("7").unwrap(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn bad_durations_are_rejected_with_the_input() {
+        assert!(duration_of("-1").is_err());
+        let error = duration_of(r#""soon""#).unwrap_err().to_string();
+        assert!(error.contains("`soon`"), "{error}");
+    }
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!("512KiB".parse::<ByteSize>().unwrap(), ByteSize(512 * 1024));
+        assert_eq!("10MB".parse::<ByteSize>().unwrap(), ByteSize(10_000_000));
+        assert_eq!("1 GiB".parse::<ByteSize>().unwrap(), ByteSize(1 << 30));
+        assert_eq!("1.5KiB".parse::<ByteSize>().unwrap(), ByteSize(1536));
+        assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
+        assert_eq!(
+            serde_json::from_str::<ByteSize>("8192").unwrap(),
+            ByteSize(8192)
+        );
+    }
+
+    #[test]
+    fn bad_sizes_are_rejected() {
+        for bad in ["", "lots", "-1KiB", "0.5B", "1XB"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad} was accepted");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+# Developer recipes; CI runs `just ci` through scripts/test. `scripts/tools.sh` installs the
+# pinned tools (just, nats-server, cargo-deny, buf) into .tools/.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Smaller debug info keeps the shared target dir and link times down.
+export CARGO_PROFILE_DEV_DEBUG := env_var_or_default("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
+
+# List the recipes.
+default:
+    @just --list
+
+# Everything CI checks, in the order that fails fastest.
+ci: check-fmt proto-lint deny lint test
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Fail when the code is not formatted.
+check-fmt:
+    cargo fmt --all -- --check
+
+# Clippy on every target, warnings are errors.
+lint:
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Lint the protobuf schemas (buf STANDARD rules).
+proto-lint:
+    cd proto && buf lint
+
+# Regenerate proto/src/gen from the .proto files (fails once when they changed; commit the result).
+proto-bootstrap:
+    cargo test -p bcfy-proto --test bootstrap --locked
+
+# Licences, bans and sources, offline.
+deny:
+    cargo deny --offline --locked check licenses bans sources
+
+# Security advisories; needs a RustSec database copy in ~/.cargo/advisory-dbs (cargo-deny's
+# default place). No package registry ships one, so CI cannot run this.
+deny-advisories:
+    cargo deny --offline check advisories
+
+# API docs, with rustdoc warnings as errors.
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+# Every test (unit, integration against a real nats-server, doc tests).
+test:
+    cargo nextest run --workspace --locked --profile ci
+    cargo test --workspace --doc --locked
+
+# Benchmarks (criterion); prints medians.
+bench:
+    cargo bench --workspace --locked

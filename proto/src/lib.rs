@@ -1,0 +1,29 @@
+//! Wire types of the pipeline: the `broadcastify.v1` protobuf events, and the lossless mapping
+//! between Broadcastify's call JSON and [`Call`].
+//!
+//! The `.proto` files under `broadcastify/v1/` are the source of truth. The Rust code in
+//! `src/gen/` is generated from them with `protox` (a pure-Rust protobuf compiler, so no
+//! `protoc` is needed on any machine) and checked in; `tests/bootstrap.rs` regenerates it and
+//! fails when the checked-in copy is stale.
+//!
+//! # Layout
+//!
+//! - the generated messages, re-exported at the crate root ([`Call`], [`LiveCallEnvelope`],
+//!   [`AudioPayloadEvent`], [`TranscriptionResult`], [`ArchiveResult`], [`DeadLetter`], ...);
+//! - [`json`]: Broadcastify call JSON to and from [`Call`], keeping unknown keys;
+//! - [`content_type`]: the `Content-Type` header value that names a message's type.
+
+pub mod content_type;
+pub mod json;
+
+#[allow(
+    missing_docs,
+    reason = "generated code; the docs live in the .proto files"
+)]
+#[allow(unreachable_pub, reason = "generated code")]
+#[allow(clippy::all, reason = "generated code")]
+mod generated {
+    include!("gen/broadcastify.v1.rs");
+}
+
+pub use generated::*;
