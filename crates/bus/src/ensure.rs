@@ -128,9 +128,7 @@ pub async fn ensure_topology(
     for declared in topology.buckets() {
         ensure_bucket(js, declared, &mut drift).await?;
     }
-    for item in &drift {
-        tracing::warn!(drift = %item, "Declared JetStream config differs from the server; not changing it.");
-    }
+    log_drift(&drift);
     Ok(drift)
 }
 
@@ -265,8 +263,12 @@ pub async fn ensure_consumer(
         &declared.max_ack_pending,
         &actual.max_ack_pending,
     );
-    for item in &drift {
-        tracing::warn!(drift = %item, "Declared consumer config differs from the server; not changing it.");
-    }
+    log_drift(&drift);
     Ok((consumer, drift))
+}
+
+fn log_drift(drift: &[Drift]) {
+    for item in drift {
+        tracing::warn!(drift = %item, "Declared JetStream config differs from the server; not changing it.");
+    }
 }

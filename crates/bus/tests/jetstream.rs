@@ -25,6 +25,35 @@ struct Bus {
     publisher: Publisher,
 }
 
+impl Bus {
+    /// Publishes call `n` on its live subject and returns what was published.
+    async fn publish_live(&self, n: i64) -> (CallId, LiveCallEnvelope) {
+        let (id, event) = envelope(n);
+        self.publisher
+            .publish(subject::live(SHARD), id.as_str(), &event)
+            .await
+            .unwrap();
+        (id, event)
+    }
+
+    /// The newest dead letter and the subject it was stored on.
+    async fn last_dead_letter(&self) -> (String, DeadLetter) {
+        let stream = self
+            .js
+            .get_stream(topology::STREAM_DEAD_LETTERS)
+            .await
+            .unwrap();
+        let stored = stream
+            .get_last_raw_message_by_subject(subject::ALL_DEAD_LETTERS)
+            .await
+            .unwrap();
+        (
+            stored.subject.to_string(),
+            DeadLetter::decode(stored.payload.as_ref()).unwrap(),
+        )
+    }
+}
+
 async fn bus() -> Bus {
     bcfy_test_support::trace_init();
     let server = NatsServer::start().await;
@@ -118,11 +147,7 @@ async fn a_duplicate_within_the_window_is_dropped() {
 #[tokio::test]
 async fn published_events_carry_type_and_decode() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
     assert_eq!(delivery.subject(), "calls.live.7001.2345");
@@ -136,11 +161,7 @@ async fn published_events_carry_type_and_decode() {
 #[tokio::test]
 async fn nak_redelivers_only_after_its_delay() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
 
     let delay = Duration::from_millis(1500);
@@ -168,11 +189,7 @@ async fn nak_redelivers_only_after_its_delay() {
 #[tokio::test]
 async fn a_dropped_delivery_is_naked_and_comes_back_at_once() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     // The ack wait is 30 s: a redelivery within 5 s can only come from the NAK on drop.
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     drop(next(&consumer, Duration::from_secs(5)).await.unwrap());
@@ -186,11 +203,7 @@ async fn a_dropped_delivery_is_naked_and_comes_back_at_once() {
 #[tokio::test]
 async fn keep_alive_holds_a_message_past_its_ack_wait() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     let spec = ConsumerSpec {
         ack_wait: Duration::from_secs(1),
         ..ConsumerSpec::audio_fetcher(16)
@@ -213,11 +226,7 @@ async fn keep_alive_holds_a_message_past_its_ack_wait() {
 #[tokio::test]
 async fn dead_letter_terms_the_original_and_records_why() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     let mut consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
 
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
@@ -235,20 +244,11 @@ async fn dead_letter_terms_the_original_and_records_why() {
     assert_eq!(pending(&mut consumer).await, (0, 0));
     assert!(next(&consumer, Duration::from_millis(500)).await.is_none());
 
-    let dead_letters = bus
-        .js
-        .get_stream(topology::STREAM_DEAD_LETTERS)
-        .await
-        .unwrap();
-    let stored = dead_letters
-        .get_last_raw_message_by_subject(subject::ALL_DEAD_LETTERS)
-        .await
-        .unwrap();
+    let (stored_subject, letter) = bus.last_dead_letter().await;
     assert_eq!(
-        stored.subject.as_str(),
+        stored_subject,
         format!("deadletter.audio-fetcher.7001.2345.{id}")
     );
-    let letter = DeadLetter::decode(stored.payload.as_ref()).unwrap();
     assert_eq!(letter.stage, "audio-fetcher");
     assert_eq!(letter.error_kind, "cdn_not_found");
     assert_eq!(letter.reason, "CDN answered 404 for 600 s");
@@ -266,11 +266,7 @@ async fn dead_letter_terms_the_original_and_records_why() {
 #[tokio::test]
 async fn a_dead_letter_that_cannot_be_stored_leaves_the_message_to_retry() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     bus.js
         .delete_stream(topology::STREAM_DEAD_LETTERS)
@@ -320,31 +316,15 @@ async fn poison_payloads_are_dead_lettered_with_the_shard_from_the_subject() {
         .await
         .unwrap();
 
-    let dead_letters = bus
-        .js
-        .get_stream(topology::STREAM_DEAD_LETTERS)
-        .await
-        .unwrap();
-    let stored = dead_letters
-        .get_last_raw_message_by_subject(subject::ALL_DEAD_LETTERS)
-        .await
-        .unwrap();
-    assert_eq!(
-        stored.subject.as_str(),
-        "deadletter.audio-fetcher.7001.2345._"
-    );
-    let letter = DeadLetter::decode(stored.payload.as_ref()).unwrap();
+    let (stored_subject, letter) = bus.last_dead_letter().await;
+    assert_eq!(stored_subject, "deadletter.audio-fetcher.7001.2345._");
     assert_eq!(letter.original_payload, vec![0xff, 0xff, 0xff]);
 }
 
 #[tokio::test]
 async fn ensure_twice_changes_nothing_and_a_changed_limit_is_reported() {
     let bus = bus().await;
-    let (id, event) = envelope(1);
-    bus.publisher
-        .publish(subject::live(SHARD), id.as_str(), &event)
-        .await
-        .unwrap();
+    let (id, event) = bus.publish_live(1).await;
     let mut stream = bus
         .js
         .get_stream(topology::STREAM_CALLS_LIVE)
@@ -461,11 +441,7 @@ async fn trace_context_survives_a_publish_consume_hop() {
 async fn deliveries_stream_pulls_in_batches() {
     let bus = bus().await;
     for n in 0..5 {
-        let (id, event) = envelope(n);
-        bus.publisher
-            .publish(subject::live(SHARD), id.as_str(), &event)
-            .await
-            .unwrap();
+        bus.publish_live(n).await;
     }
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     let mut deliveries = consume::deliveries(&consumer, 2).await.unwrap();

@@ -51,7 +51,16 @@ impl NatsServer {
     ///
     /// When no binary is available or the server does not become healthy in 30 s.
     pub async fn start() -> Self {
-        let mut server = Self::spawn_new(Vec::new());
+        Self::start_with_args(&[]).await
+    }
+
+    /// Starts a single server with extra `nats-server` arguments (e.g. `--user`, `--pass`).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with_args(args: &[&str]) -> Self {
+        let mut server = Self::spawn_new(args.iter().map(OsString::from).collect());
         server.wait_healthy().await;
         server
     }
