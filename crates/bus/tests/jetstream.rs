@@ -147,7 +147,7 @@ async fn a_duplicate_within_the_window_is_dropped() {
 #[tokio::test]
 async fn published_events_carry_type_and_decode() {
     let bus = bus().await;
-    let (id, event) = bus.publish_live(1).await;
+    let (_, event) = bus.publish_live(1).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
     assert_eq!(delivery.subject(), "calls.live.7001.2345");
@@ -161,7 +161,7 @@ async fn published_events_carry_type_and_decode() {
 #[tokio::test]
 async fn nak_redelivers_only_after_its_delay() {
     let bus = bus().await;
-    let (id, event) = bus.publish_live(1).await;
+    let (_, event) = bus.publish_live(1).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
 
     let delay = Duration::from_millis(1500);
@@ -189,7 +189,7 @@ async fn nak_redelivers_only_after_its_delay() {
 #[tokio::test]
 async fn a_dropped_delivery_is_naked_and_comes_back_at_once() {
     let bus = bus().await;
-    let (id, event) = bus.publish_live(1).await;
+    bus.publish_live(1).await;
     // The ack wait is 30 s: a redelivery within 5 s can only come from the NAK on drop.
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     drop(next(&consumer, Duration::from_secs(5)).await.unwrap());
@@ -203,7 +203,7 @@ async fn a_dropped_delivery_is_naked_and_comes_back_at_once() {
 #[tokio::test]
 async fn keep_alive_holds_a_message_past_its_ack_wait() {
     let bus = bus().await;
-    let (id, event) = bus.publish_live(1).await;
+    bus.publish_live(1).await;
     let spec = ConsumerSpec {
         ack_wait: Duration::from_secs(1),
         ..ConsumerSpec::audio_fetcher(16)
@@ -266,7 +266,7 @@ async fn dead_letter_terms_the_original_and_records_why() {
 #[tokio::test]
 async fn a_dead_letter_that_cannot_be_stored_leaves_the_message_to_retry() {
     let bus = bus().await;
-    let (id, event) = bus.publish_live(1).await;
+    bus.publish_live(1).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     bus.js
         .delete_stream(topology::STREAM_DEAD_LETTERS)
@@ -324,7 +324,7 @@ async fn poison_payloads_are_dead_lettered_with_the_shard_from_the_subject() {
 #[tokio::test]
 async fn ensure_twice_changes_nothing_and_a_changed_limit_is_reported() {
     let bus = bus().await;
-    let (id, event) = bus.publish_live(1).await;
+    bus.publish_live(1).await;
     let mut stream = bus
         .js
         .get_stream(topology::STREAM_CALLS_LIVE)
