@@ -33,8 +33,10 @@ proto-lint:
 proto-bootstrap:
     cargo test -p bcfy-proto --test bootstrap --locked
 
-# Licences, bans and sources, offline.
+# Licences, bans and sources. `cargo fetch` first: cargo-deny reads metadata for every target
+# platform, offline, so every crate must already be downloaded.
 deny:
+    cargo fetch --locked
     cargo deny --offline --locked check licenses bans sources
 
 # Security advisories; needs a RustSec database copy in ~/.cargo/advisory-dbs (cargo-deny's

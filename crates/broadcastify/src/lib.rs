@@ -1,0 +1,37 @@
+//! Typed async client for the Broadcastify Calls website endpoints: login and session, live
+//! calls, archived 30-minute blocks, and call audio on the CDN. It needs no NATS and is the
+//! embeddable API of the project; the services build on it.
+//!
+//! Where the spec (`seeds/001`, §3) and the protocol document (real captures) differ, this
+//! crate follows the protocol document and says so at the spot.
+//!
+//! # Layout
+//!
+//! - [`config`]: the client settings, [`ClientConfig`];
+//! - [`client`]: the shared HTTP client (pool, browser headers, concurrency limit, session);
+//! - [`auth`]: login, logout, [`SessionToken`];
+//! - [`live`]: live-call selectors, polls, the cursor rule;
+//! - [`archive`]: 30-minute archive blocks;
+//! - [`audio`]: CDN URLs and resumable downloads;
+//! - [`calls`]: the calls arrays into `bcfy_proto::Call`;
+//! - [`error`]: the error taxonomy with retry hints; [`retry_after`]: `Retry-After`.
+
+pub mod archive;
+pub mod audio;
+pub mod auth;
+pub mod calls;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod live;
+pub mod retry_after;
+mod session;
+
+pub use archive::ArchiveBlock;
+pub use audio::AudioFile;
+pub use auth::SessionToken;
+pub use calls::{ParsedCalls, UpstreamCall};
+pub use client::Client;
+pub use config::ClientConfig;
+pub use error::{AudioDownloadError, AuthenticationError, Endpoint, Error, RetryHint};
+pub use live::{GroupKey, LiveCalls, LiveQuery, Selector};
