@@ -4,6 +4,9 @@
 //! old calls without a hash; `enc` falls back to `m4a` as the site's player does; calls flagged
 //! `transcribe: 1` are on the alternate host. The CDN needs no cookie.
 //!
+//! NOTE(protocol): the spec (§3.4) assumes `audio/mp4`; the CDN's real `Content-Type` was never
+//! captured (likely `audio/aac` for `.m4a`), so the client records whatever the CDN sends.
+//!
 //! A download records the server's `Content-Type`, the size and the SHA-256. When the body is cut
 //! (connection reset, fewer bytes than `Content-Length`), it asks for the rest with `Range` and
 //! checks the `Content-Range`; a server that ignores `Range` is re-read from the start. Partial

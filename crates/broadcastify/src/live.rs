@@ -51,6 +51,9 @@ pub enum Selector {
     },
 }
 
+// NOTE(protocol): the spec (§3.3) lists only `groups[]` and calls the key
+// `{systemId}-{talkgroupId}`; the captures show the key's number is the RadioReference `sid`
+// and that `sid`, node `systemId` and `playlist_uuid` are selectors of their own.
 impl Selector {
     /// Whether the site requires a session for this selector.
     pub fn needs_session(&self) -> bool {
@@ -96,6 +99,10 @@ pub struct LiveCalls {
 impl LiveCalls {
     /// The site's own cursor rule (its `live.js`): after an answer with a truthy `lastPos`,
     /// poll from `lastPos + 1`; after an empty one, keep the cursor. Never moves backwards.
+    ///
+    /// NOTE(protocol): the spec (§3.3) advances to `max(last_call.start_time + 1, lastPos)`,
+    /// but `pos` is compared with `ts` (ingest time), which is 5-6 s after a call's stop, so a
+    /// start-time cursor would re-fetch every call; we follow the site's captured behaviour.
     ///
     /// NOTE: this rule skips calls published late with a `ts` below the cursor (protocol §3.2,
     /// §6); the poller polls with a look-back and relies on dedup for exactly that reason.

@@ -19,19 +19,24 @@ async fn start(config: SimConfig) -> Simulator {
     Simulator::start(config).await.unwrap()
 }
 
-async fn cookie(sim: &Simulator) -> String {
+/// Posts the login form with `password`.
+async fn login(sim: &Simulator, password: &str) -> reqwest::Response {
     let form = [
         ("username", "demo"),
-        ("password", "demo-password"),
+        ("password", password),
         ("action", "auth"),
         ("redirect", "/calls/"),
     ];
-    let response = http()
+    http()
         .post(format!("{}/login/", sim.url()))
         .form(&form)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn cookie(sim: &Simulator) -> String {
+    let response = login(sim, "demo-password").await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()["location"], "/calls/");
     let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
@@ -240,18 +245,7 @@ async fn protected_selectors_need_a_session_and_playlists_do_not() {
 #[tokio::test]
 async fn a_bad_password_redirects_to_failed_without_a_cookie() {
     let sim = start(SimConfig::for_tests()).await;
-    let form = [
-        ("username", "demo"),
-        ("password", "wrong"),
-        ("action", "auth"),
-        ("redirect", "/"),
-    ];
-    let response = http()
-        .post(format!("{}/login/", sim.url()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let response = login(&sim, "wrong").await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()["location"], "/login/?failed=1");
     assert!(response.headers().get("set-cookie").is_none());
@@ -488,17 +482,7 @@ async fn every_fault_rate_is_wired() {
         ..FaultRates::default()
     })
     .await;
-    let form = [
-        ("username", "demo"),
-        ("password", "demo-password"),
-        ("action", "auth"),
-    ];
-    let response = http()
-        .post(format!("{}/login/", sim.url()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let response = login(&sim, "demo-password").await;
     assert_eq!(response.headers()["location"], "/login/?failed=1");
 
     let sim = with(FaultRates {
