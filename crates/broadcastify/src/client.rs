@@ -15,7 +15,7 @@ use crate::auth::{self, SessionToken};
 use crate::config::{BROWSER_ACCEPT, ClientConfig};
 use crate::error::{AuthenticationError, Endpoint, Error, Result, sanitize_snippet};
 use crate::retry_after;
-use crate::session::SessionCell;
+use crate::session::{LocalSession, SessionSource};
 
 /// The Broadcastify client. Cheap to clone; clones share the pool, the limit and the session.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
     limit: Arc<Semaphore>,
-    session: SessionCell,
+    session: Arc<dyn SessionSource>,
     /// The page's per-tab key (`sessionKey`): 8 hex digits, `-`, 4 hex digits starting 8-b.
     session_key: String,
 }
@@ -39,12 +39,24 @@ struct Inner {
 pub struct BuildError(#[source] reqwest::Error);
 
 impl Client {
-    /// A client for `config`.
+    /// A client for `config` with its own session ([`LocalSession`]).
     ///
     /// # Errors
     ///
-    /// When a header value in the config is not valid, or TLS cannot be set up.
+    /// When TLS cannot be set up.
     pub fn new(config: ClientConfig) -> Result<Self, BuildError> {
+        Self::with_session_source(config, Arc::new(LocalSession::default()))
+    }
+
+    /// A client whose session comes from `session` (e.g. one shared by a fleet of replicas).
+    ///
+    /// # Errors
+    ///
+    /// When TLS cannot be set up.
+    pub fn with_session_source(
+        config: ClientConfig,
+        session: Arc<dyn SessionSource>,
+    ) -> Result<Self, BuildError> {
         let mut headers = HeaderMap::new();
         let value = |v: &str| HeaderValue::from_str(v);
         headers.insert(header::ACCEPT, HeaderValue::from_static(BROWSER_ACCEPT));
@@ -77,7 +89,7 @@ impl Client {
                 http,
                 limit: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
                 config,
-                session: SessionCell::default(),
+                session,
                 session_key,
             }),
         })
@@ -135,19 +147,15 @@ impl Client {
         })
     }
 
-    /// Logs in with the configured credentials and makes the result the client's session.
+    /// Logs in with the configured credentials (`POST /login/`) and returns the new session.
+    /// Requests use the session from the client's [`SessionSource`], which calls this when it
+    /// needs a session; call it directly only to check credentials.
     ///
     /// # Errors
     ///
     /// [`AuthenticationError`] for bad or missing credentials or no cookie, or a transport or
     /// status error.
-    pub async fn login(&self) -> Result<SessionToken> {
-        let token = self.login_request().await?;
-        self.inner.session.set(Some(token.clone())).await;
-        Ok(token)
-    }
-
-    async fn login_request(&self) -> Result<SessionToken> {
+    pub async fn authenticate(&self) -> Result<SessionToken> {
         let config = &self.inner.config;
         let (Some(username), Some(password)) = (&config.username, &config.password) else {
             return Err(AuthenticationError::NoCredentials.into());
@@ -170,21 +178,17 @@ impl Client {
         Ok(token)
     }
 
-    /// Ends the session on the site (best effort) and forgets it.
+    /// Ends `session` on the site (`GET /account/?action=logout`).
     ///
     /// # Errors
     ///
     /// A transport error, or a status of 400 or more.
-    pub async fn logout(&self) -> Result<()> {
-        let Some(token) = self.inner.session.peek().await else {
-            return Ok(());
-        };
-        self.inner.session.set(None).await;
+    pub async fn logout(&self, session: &SessionToken) -> Result<()> {
         let request = self
             .http()
             .get(self.site_url("/account/"))
             .query(&[("action", "logout")])
-            .header(header::COOKIE, token.cookie_header());
+            .header(header::COOKIE, session.cookie_header());
         let answer = self.send(Endpoint::Logout, request).await?;
         if answer.response.status().as_u16() >= 400 {
             return Err(answer.into_status_error(Endpoint::Logout).await);
@@ -192,18 +196,13 @@ impl Client {
         Ok(())
     }
 
-    /// The current session, logging in when there is none (single-flight).
+    /// The current session from the client's [`SessionSource`], logging in when there is none.
     ///
     /// # Errors
     ///
-    /// As [`login`](Self::login).
+    /// As [`authenticate`](Self::authenticate).
     pub async fn ensure_session(&self) -> Result<SessionToken> {
-        self.inner.session.get(|| self.login_request()).await
-    }
-
-    /// Uses `token` as the session (e.g. one another replica obtained); `None` forgets it.
-    pub async fn set_session(&self, token: Option<SessionToken>) {
-        self.inner.session.set(token).await;
+        self.inner.session.current(self).await
     }
 
     /// Runs a protected request with the session; on a 403 logs in again once (single-flight
@@ -217,11 +216,7 @@ impl Client {
         match request(token.clone()).await {
             Err(Error::SessionRejected { endpoint }) => {
                 tracing::info!(endpoint = %endpoint, "Session rejected; logging in again.");
-                let renewed = self
-                    .inner
-                    .session
-                    .renew(&token, || self.login_request())
-                    .await?;
+                let renewed = self.inner.session.renew(self, &token).await?;
                 request(renewed).await
             }
             other => other,

@@ -9,7 +9,7 @@
 //!
 //! - [`config`]: the client settings, [`ClientConfig`];
 //! - [`client`]: the shared HTTP client (pool, browser headers, concurrency limit, session);
-//! - [`auth`]: login, logout, [`SessionToken`];
+//! - [`auth`]: login, logout, [`SessionToken`]; [`session`]: where sessions come from;
 //! - [`live`]: live-call selectors, polls, the cursor rule;
 //! - [`archive`]: 30-minute archive blocks;
 //! - [`audio`]: CDN URLs and resumable downloads;
@@ -25,7 +25,7 @@ pub mod config;
 pub mod error;
 pub mod live;
 pub mod retry_after;
-mod session;
+pub mod session;
 
 pub use archive::ArchiveBlock;
 pub use audio::AudioFile;
@@ -35,3 +35,4 @@ pub use client::Client;
 pub use config::ClientConfig;
 pub use error::{AudioDownloadError, AuthenticationError, Endpoint, Error, RetryHint};
 pub use live::{GroupKey, LiveCalls, LiveQuery, Selector};
+pub use session::{LocalSession, SessionSource};

@@ -1,62 +1,64 @@
-//! One session per client, refreshed single-flight: however many requests see a 403 at once,
-//! only one logs in again; the others wait for it and use the new token.
+//! Where a client's session comes from. The default, [`LocalSession`], keeps one session per
+//! client and refreshes it single-flight: however many requests see a 403 at once, only one
+//! logs in again and the others use its token. A deployment with several replicas plugs in a
+//! shared source (the poller keeps the session in NATS KV) so the whole fleet logs in once.
 
-use std::future::Future;
+use std::fmt::Debug;
 
+use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 
 use crate::auth::SessionToken;
+use crate::client::Client;
 use crate::error::Result;
 
-/// The current session, behind a lock that is held while logging in.
+/// A source of sessions for a [`Client`].
+pub trait SessionSource: Send + Sync + Debug {
+    /// The session to use now, logging in (with [`Client::authenticate`]) when there is none.
+    fn current<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, Result<SessionToken>>;
+
+    /// A replacement for `rejected` (which got a 403): logs in again only if nobody has
+    /// replaced it yet.
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        rejected: &'a SessionToken,
+    ) -> BoxFuture<'a, Result<SessionToken>>;
+}
+
+/// One session per client, behind a lock held while logging in (single-flight).
 #[derive(Debug, Default)]
-pub(crate) struct SessionCell {
+pub struct LocalSession {
     current: Mutex<Option<SessionToken>>,
 }
 
-impl SessionCell {
-    /// The current token, logging in with `login` when there is none.
-    pub(crate) async fn get<F, Fut>(&self, login: F) -> Result<SessionToken>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<SessionToken>>,
-    {
-        let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref() {
-            return Ok(token.clone());
-        }
-        let token = login().await?;
-        *current = Some(token.clone());
-        Ok(token)
+impl SessionSource for LocalSession {
+    fn current<'a>(&'a self, client: &'a Client) -> BoxFuture<'a, Result<SessionToken>> {
+        Box::pin(async move {
+            let mut current = self.current.lock().await;
+            if let Some(token) = current.as_ref() {
+                return Ok(token.clone());
+            }
+            let token = client.authenticate().await?;
+            *current = Some(token.clone());
+            Ok(token)
+        })
     }
 
-    /// A replacement for `rejected`: logs in with `login` only if nobody replaced it yet.
-    pub(crate) async fn renew<F, Fut>(
-        &self,
-        rejected: &SessionToken,
-        login: F,
-    ) -> Result<SessionToken>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<SessionToken>>,
-    {
-        let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref().filter(|token| *token != rejected) {
-            return Ok(token.clone());
-        }
-        *current = None;
-        let token = login().await?;
-        *current = Some(token.clone());
-        Ok(token)
-    }
-
-    /// Replaces the session (e.g. with one shared by another replica).
-    pub(crate) async fn set(&self, token: Option<SessionToken>) {
-        *self.current.lock().await = token;
-    }
-
-    /// The session, if there is one, without logging in.
-    pub(crate) async fn peek(&self) -> Option<SessionToken> {
-        self.current.lock().await.clone()
+    fn renew<'a>(
+        &'a self,
+        client: &'a Client,
+        rejected: &'a SessionToken,
+    ) -> BoxFuture<'a, Result<SessionToken>> {
+        Box::pin(async move {
+            let mut current = self.current.lock().await;
+            if let Some(token) = current.as_ref().filter(|token| *token != rejected) {
+                return Ok(token.clone());
+            }
+            *current = None;
+            let token = client.authenticate().await?;
+            *current = Some(token.clone());
+            Ok(token)
+        })
     }
 }

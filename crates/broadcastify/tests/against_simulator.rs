@@ -84,7 +84,8 @@ async fn every_request_carries_the_browser_header_template() {
     client.archived_calls(FIRE, entry.start).await.unwrap();
     let url = client.audio_url(&live.parsed.calls[0].call).unwrap();
     client.download_audio(&url).await.unwrap();
-    client.logout().await.unwrap();
+    let session = client.ensure_session().await.unwrap();
+    client.logout(&session).await.unwrap();
 
     let requests = sim.requests();
     let paths: Vec<&str> = requests
@@ -177,7 +178,7 @@ async fn every_request_carries_the_browser_header_template() {
 #[tokio::test]
 async fn login_success_bad_password_and_missing_cookie() {
     let sim = simulator().await;
-    let token = client(&sim).login().await.unwrap();
+    let token = client(&sim).authenticate().await.unwrap();
     assert!(!token.expose().is_empty());
     assert!(!format!("{token:?}").contains(token.expose()));
 
@@ -185,7 +186,11 @@ async fn login_success_bad_password_and_missing_cookie() {
         password: Some("nope".to_owned().into()),
         ..config(&sim)
     };
-    let error = Client::new(wrong).unwrap().login().await.unwrap_err();
+    let error = Client::new(wrong)
+        .unwrap()
+        .authenticate()
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -196,7 +201,7 @@ async fn login_success_bad_password_and_missing_cookie() {
     assert!(!error.retry_hint().transient);
 
     sim.inject(Route::Login, Fault::NoCookie);
-    let error = client(&sim).login().await.unwrap_err();
+    let error = client(&sim).authenticate().await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -456,7 +461,7 @@ async fn cdn_404_until_the_audio_is_published() {
 async fn retry_after_in_seconds_and_as_a_date() {
     let sim = simulator().await;
     let client = client(&sim);
-    client.login().await.unwrap();
+    client.ensure_session().await.unwrap();
 
     sim.inject(
         Route::LiveCalls,
@@ -508,7 +513,7 @@ async fn malformed_json_and_resets_are_typed_errors() {
     let sim = simulator().await;
     sim.add_call(call_in(FIRE));
     let client = client(&sim);
-    client.login().await.unwrap();
+    client.ensure_session().await.unwrap();
 
     sim.inject(Route::LiveCalls, Fault::MalformedJson);
     let error = client.live_calls(&groups(&[FIRE])).await.unwrap_err();
