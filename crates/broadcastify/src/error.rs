@@ -147,6 +147,9 @@ pub enum Error {
     /// Audio could not be downloaded.
     #[error(transparent)]
     AudioDownload(#[from] AudioDownloadError),
+    /// A shared session source (e.g. a KV store) could not be read or written.
+    #[error("the shared session store failed")]
+    SessionStore(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The client's result type.
@@ -169,6 +172,7 @@ impl Error {
             // A fresh login may fix it; the session manager does that once.
             Error::SessionRejected { .. } => (true, None),
             Error::ResponseParsing { .. } => (false, None),
+            Error::SessionStore(_) => (true, None),
             Error::AudioDownload(error) => match error {
                 AudioDownloadError::NotFound { .. } | AudioDownloadError::Truncated { .. } => {
                     (true, None)
@@ -196,6 +200,7 @@ impl Error {
             Error::Status { .. } => "http_status",
             Error::SessionRejected { .. } => "session_rejected",
             Error::ResponseParsing { .. } => "response_parsing",
+            Error::SessionStore(_) => "session_store",
             Error::AudioDownload(AudioDownloadError::NotFound { .. }) => "cdn_not_found",
             Error::AudioDownload(AudioDownloadError::Truncated { .. }) => "audio_truncated",
             Error::AudioDownload(AudioDownloadError::TooLarge { .. }) => "audio_too_large",

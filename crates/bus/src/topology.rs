@@ -39,7 +39,8 @@ pub const KV_POLLER_CURSORS: &str = "poller-cursors";
 pub const KV_POLLER_LEASES: &str = "poller-leases";
 /// KV bucket of the shared Broadcastify session (one per account).
 pub const KV_UPSTREAM_SESSION: &str = "upstream-session";
-/// KV bucket of the shared upstream request budget and `Retry-After` deadline.
+/// KV bucket of the shared upstream request budget and `Retry-After` deadline (entries live
+/// an hour).
 pub const KV_UPSTREAM_BUDGET: &str = "upstream-budget";
 /// KV bucket of cached archive blocks (per-entry TTL).
 pub const KV_ARCHIVE_CACHE: &str = "archive-cache";
@@ -335,9 +336,9 @@ impl Topology {
                 "The shared Broadcastify session per account.",
             ),
             kv::Config {
-                // Per-key TTLs (budget windows); history 1 keeps them exact (nats-server raises
-                // TTLs below the marker TTL otherwise).
-                limit_markers: Some(Duration::from_secs(1)),
+                // Budget windows and back-off deadlines are short-lived: the bucket's max age
+                // clears old ones (a per-key TTL would not survive a CAS update).
+                max_age: HOUR,
                 ..bucket(
                     KV_UPSTREAM_BUDGET,
                     1,

@@ -454,3 +454,22 @@ async fn deliveries_stream_pulls_in_batches() {
     let expected: Vec<String> = (0..5).map(|n| envelope(n).0.to_string()).collect();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn a_pipelined_batch_is_stored_in_order_with_duplicates_flagged() {
+    let bus = bus().await;
+    let events: Vec<(CallId, LiveCallEnvelope)> = (0..100).map(envelope).collect();
+    let mut batch: Vec<(String, &str, &LiveCallEnvelope)> = events
+        .iter()
+        .map(|(id, event)| (subject::live(SHARD), id.as_str(), event))
+        .collect();
+    // The first event again, inside the same batch.
+    batch.push((subject::live(SHARD), events[0].0.as_str(), &events[0].1));
+    let results = bus.publisher.publish_all(batch).await.unwrap();
+    let published: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    let sequences: Vec<u64> = published[..100].iter().map(|p| p.sequence).collect();
+    assert_eq!(sequences, (1..=100).collect::<Vec<_>>());
+    assert!(published[..100].iter().all(|p| !p.duplicate));
+    assert!(published[100].duplicate);
+    assert_eq!(published[100].sequence, 1);
+}

@@ -51,6 +51,7 @@ async fn record(Shared(state): Shared<AppState>, request: Request, next: Next) -
         method: request.method().to_string(),
         uri: request.uri().to_string(),
         headers,
+        at: SystemTime::now(),
     });
     next.run(request).await
 }

@@ -23,6 +23,8 @@ pub struct RecordedRequest {
     pub uri: String,
     /// Every header as (lower-case name, value).
     pub headers: Vec<(String, String)>,
+    /// When it arrived.
+    pub at: SystemTime,
 }
 
 impl RecordedRequest {

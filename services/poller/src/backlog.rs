@@ -1,0 +1,63 @@
+//! The downstream backlog: how many `calls.live` messages the audio fetcher's durable consumer
+//! has not finished (pending plus unacknowledged). Polling pauses while it is over
+//! `queue_maxsize`, so JetStream, not memory, absorbs a slow downstream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bcfy_bus::topology::STREAM_CALLS_LIVE;
+use tokio_util::sync::CancellationToken;
+
+/// The latest backlog reading, shared by every shard of this replica.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog {
+    value: Arc<AtomicU64>,
+}
+
+impl Backlog {
+    /// The latest reading (0 when the consumer does not exist yet).
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    /// Reads the consumer's backlog now.
+    pub async fn refresh(&self, js: &jetstream::Context, consumer: &str) -> u64 {
+        let backlog = match js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                consumer,
+                STREAM_CALLS_LIVE,
+            )
+            .await
+        {
+            Ok(mut consumer) => match consumer.info().await {
+                Ok(info) => info.num_pending + info.num_ack_pending as u64,
+                Err(error) => {
+                    tracing::debug!(error = %error, "Consumer info unavailable.");
+                    self.get()
+                }
+            },
+            Err(_) => 0,
+        };
+        self.value.store(backlog, Ordering::Relaxed);
+        backlog
+    }
+
+    /// Refreshes every `every` until cancelled.
+    pub async fn watch(
+        self,
+        js: jetstream::Context,
+        consumer: String,
+        every: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => { self.refresh(&js, &consumer).await; }
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The poller's settings. The spec's `LiveProducerConfig` keys keep their names and defaults
+//! under `live_producer`; `queue_maxsize` is the downstream-backlog threshold (messages the
+//! audio fetcher has not finished) above which polling pauses.
+
+use std::time::Duration;
+
+use bcfy_broadcastify::{ClientConfig, GroupKey, Selector};
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::topology::{CONSUMER_AUDIO_FETCHER, TopologyConfig};
+use bcfy_runtime::admin::AdminConfig;
+use bcfy_runtime::config::{ConfigIssue, Validate, join_path};
+use bcfy_runtime::telemetry::LogConfig;
+use bcfy_runtime::units;
+use serde::Deserialize;
+
+/// Everything the poller reads (YAML file and `BCFY_*` env).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PollerConfig {
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// Stream and bucket limits.
+    pub topology: TopologyConfig,
+    /// The Broadcastify client (site URLs, credentials, timeouts).
+    pub broadcastify: ClientConfig,
+    /// The spec's producer settings, shared by every shard unless a shard overrides them.
+    pub live_producer: LiveProducerConfig,
+    /// What to poll: one entry per shard.
+    pub shards: Vec<ShardConfig>,
+    /// Admin port (`/livez`, `/readyz`, `/metrics`).
+    pub admin: AdminConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// This replica's name in leases and session claims (default: host name and process id).
+    pub instance_id: Option<String>,
+    /// The durable consumer whose backlog pauses polling.
+    pub downstream_consumer: String,
+    /// How long shutdown waits for in-flight polls to publish and save their cursor.
+    #[serde(with = "units::duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            nats: NatsConfig::default(),
+            topology: TopologyConfig::default(),
+            broadcastify: ClientConfig::default(),
+            live_producer: LiveProducerConfig::default(),
+            shards: Vec::new(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+            instance_id: None,
+            downstream_consumer: CONSUMER_AUDIO_FETCHER.to_owned(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The spec's `LiveProducerConfig` (§3.3), names and defaults kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveProducerConfig {
+    /// Seconds between polls when healthy.
+    #[serde(with = "units::duration")]
+    pub poll_interval: Duration,
+    /// Fraction of `poll_interval` applied as +/- jitter.
+    pub jitter_ratio: f64,
+    /// Downstream backlog (unfinished `calls.live` messages) above which polling pauses.
+    pub queue_maxsize: u64,
+    /// First retry delay after a failure.
+    #[serde(with = "units::duration")]
+    pub initial_backoff: Duration,
+    /// Ceiling of the exponential back-off.
+    #[serde(with = "units::duration")]
+    pub max_backoff: Duration,
+    /// Consecutive failures after which a shard stops; unset retries forever.
+    pub max_retry_attempts: Option<u32>,
+    /// Upstream requests per minute for the whole fleet (every shard and replica); unset: no cap.
+    pub rate_limit_per_minute: Option<u32>,
+    /// How often each shard logs its health summary.
+    #[serde(with = "units::duration")]
+    pub metrics_interval: Duration,
+    /// Where a shard with no saved cursor starts (epoch seconds); unset: the newest calls.
+    pub initial_position: Option<f64>,
+    /// How far behind the cursor each poll reaches, to catch calls published late (their `ts`
+    /// already behind the cursor). Repeats are dropped by `Nats-Msg-Id` dedup.
+    #[serde(with = "units::duration")]
+    pub look_back: Duration,
+}
+
+impl Default for LiveProducerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            jitter_ratio: 0.1,
+            queue_maxsize: 256,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            max_retry_attempts: None,
+            rate_limit_per_minute: None,
+            metrics_interval: Duration::from_secs(60),
+            initial_position: None,
+            look_back: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One shard: a selector with optional per-shard timing.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardConfig {
+    /// Unique name (the key of its cursor and lease), `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// Talkgroups as `"{sid}-{tg}"`.
+    pub groups: Vec<String>,
+    /// A whole trunked system.
+    pub sid: Option<i64>,
+    /// A whole ingest node.
+    pub node: Option<i64>,
+    /// A public playlist UUID (no login needed).
+    pub playlist: Option<String>,
+    /// Overrides `live_producer.poll_interval`.
+    #[serde(with = "units::optional_duration")]
+    pub poll_interval: Option<Duration>,
+    /// Overrides `live_producer.jitter_ratio`.
+    pub jitter_ratio: Option<f64>,
+    /// Overrides `live_producer.initial_position`.
+    pub initial_position: Option<f64>,
+}
+
+impl ShardConfig {
+    /// The selector, when exactly one kind is configured and the groups parse.
+    pub fn selector(&self) -> Result<Selector, String> {
+        let kinds = [
+            !self.groups.is_empty(),
+            self.sid.is_some(),
+            self.node.is_some(),
+            self.playlist.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err("set exactly one of groups, sid, node, playlist".to_owned());
+        }
+        if let Some(sid) = self.sid {
+            return Ok(Selector::System { sid });
+        }
+        if let Some(system_id) = self.node {
+            return Ok(Selector::Node { system_id });
+        }
+        if let Some(uuid) = &self.playlist {
+            return Ok(Selector::Playlist { uuid: uuid.clone() });
+        }
+        self.groups
+            .iter()
+            .map(|group| {
+                let (sid, tg) = group
+                    .split_once('-')
+                    .ok_or_else(|| format!("`{group}` is not sid-tg"))?;
+                let parse = |n: &str| {
+                    n.trim()
+                        .parse::<i64>()
+                        .map_err(|_| format!("`{group}` is not sid-tg"))
+                };
+                Ok(GroupKey {
+                    sid: parse(sid)?,
+                    tg: parse(tg)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(Selector::Groups)
+    }
+}
+
+impl Validate for PollerConfig {
+    fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        self.nats.validate(&join_path(prefix, "nats"), issues);
+        self.topology
+            .validate(&join_path(prefix, "topology"), issues);
+        self.broadcastify
+            .validate(&join_path(prefix, "broadcastify"), issues);
+        self.log.validate(&join_path(prefix, "log"), issues);
+        self.live_producer
+            .validate(&join_path(prefix, "live_producer"), issues);
+        if self.shards.is_empty() {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "shards",
+                "list at least one shard",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            let at = join_path(prefix, &format!("shards[{i}]"));
+            if !bcfy_bus::call_id::is_token_safe(&shard.name) {
+                issues.push(ConfigIssue::new(
+                    &at,
+                    "name",
+                    "needs a name of [A-Za-z0-9_-]",
+                ));
+            } else if !names.insert(&shard.name) {
+                issues.push(ConfigIssue::new(&at, "name", "names must be unique"));
+            }
+            if let Err(message) = shard.selector() {
+                issues.push(ConfigIssue::new(&at, "groups", message));
+            }
+            if shard.jitter_ratio.is_some_and(|j| !(0.0..1.0).contains(&j)) {
+                issues.push(ConfigIssue::new(&at, "jitter_ratio", "must be in [0, 1)"));
+            }
+        }
+    }
+}
+
+impl Validate for LiveProducerConfig {
+    fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        if self.poll_interval < Duration::from_millis(100) {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "poll_interval",
+                "must be at least 100ms",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.jitter_ratio) {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "jitter_ratio",
+                "must be in [0, 1)",
+            ));
+        }
+        if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "initial_backoff",
+                "must be > 0 and <= max_backoff",
+            ));
+        }
+        if self.rate_limit_per_minute == Some(0) {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "rate_limit_per_minute",
+                "must be at least 1 (or unset)",
+            ));
+        }
+        if self.queue_maxsize == 0 {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "queue_maxsize",
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bcfy_runtime::config::ConfigSource;
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn spec_defaults_are_kept() {
+        let producer = LiveProducerConfig::default();
+        assert_eq!(producer.poll_interval, Duration::from_secs(2));
+        assert_eq!(producer.jitter_ratio, 0.1);
+        assert_eq!(producer.queue_maxsize, 256);
+        assert_eq!(producer.initial_backoff, Duration::from_secs(1));
+        assert_eq!(producer.max_backoff, Duration::from_secs(30));
+        assert_eq!(producer.max_retry_attempts, None);
+        assert_eq!(producer.rate_limit_per_minute, None);
+        assert_eq!(producer.metrics_interval, Duration::from_secs(60));
+        assert_eq!(producer.initial_position, None);
+    }
+
+    #[test]
+    fn shards_load_from_yaml_and_bad_ones_are_all_reported() {
+        let file = tempfile_yaml(
+            "shards:\n  - name: fire\n    groups: [\"7001-2345\", \"7001-2346\"]\n    poll_interval: 5s\n  - name: county\n    sid: 7001\n  - name: fire\n    groups: [\"x\"]\n    sid: 1\n",
+        );
+        let error = ConfigSource::default()
+            .with_file(file.path())
+            .load::<PollerConfig>()
+            .unwrap_err();
+        let settings: Vec<&str> = error.issues().iter().map(|i| i.setting.as_str()).collect();
+        assert_eq!(settings, ["shards[2].name", "shards[2].groups"], "{error}");
+        let file = tempfile_yaml("shards:\n  - name: fire\n    groups: [\"7001-2345\"]\n");
+        let config: PollerConfig = ConfigSource::default()
+            .with_file(file.path())
+            .load()
+            .unwrap();
+        assert_eq!(
+            config.shards[0].selector(),
+            Ok(Selector::Groups(vec![GroupKey {
+                sid: 7001,
+                tg: 2345
+            }]))
+        );
+    }
+
+    fn tempfile_yaml(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+}

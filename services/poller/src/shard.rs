@@ -1,0 +1,442 @@
+//! One shard's polling loop: lease, upstream back-off, downstream backlog, shared budget, poll,
+//! publish (each call once, `Nats-Msg-Id` = call id), then the cursor.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
+use bcfy_broadcastify::{Client, LiveQuery, Selector};
+use bcfy_bus::publish::PublishError;
+use bcfy_bus::{CallId, Publisher, Shard, Stage, subject};
+use bcfy_proto::{DeadLetter, LiveCallEnvelope, ShardKey};
+use bcfy_runtime::admin::ReadinessLatch;
+use rand::Rng as _;
+use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::backlog::Backlog;
+use crate::config::LiveProducerConfig;
+use crate::cursor::{CursorError, Cursors};
+use crate::lease::Lease;
+use crate::metrics::Metrics;
+use crate::upstream::UpstreamGate;
+
+/// Call ids remembered per shard, so look-back repeats are not even re-sent (the stream's dedup
+/// would drop them anyway; after a restart it does).
+const RECENT_CAPACITY: usize = 20_000;
+
+/// Why a poll failed.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Upstream(#[from] ClientError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+}
+
+impl PollError {
+    fn kind(&self) -> &'static str {
+        match self {
+            PollError::Upstream(error) => error.kind(),
+            PollError::Publish(_) => "publish",
+            PollError::Cursor(_) => "cursor_store",
+        }
+    }
+}
+
+/// Readiness latches the shards share.
+#[derive(Debug, Clone)]
+pub(crate) struct Latches {
+    /// Released once a poll succeeded; pulled when the credentials are refused.
+    pub(crate) authenticated: ReadinessLatch,
+    /// Pulled while the upstream asked everyone to back off.
+    pub(crate) not_backing_off: ReadinessLatch,
+}
+
+/// Everything one shard's loop needs.
+#[derive(Debug)]
+pub(crate) struct ShardPoller {
+    pub(crate) name: String,
+    pub(crate) selector: Selector,
+    pub(crate) interval: Duration,
+    pub(crate) jitter_ratio: f64,
+    pub(crate) initial_position: Option<f64>,
+    pub(crate) producer: LiveProducerConfig,
+    pub(crate) client: Client,
+    pub(crate) publisher: Publisher,
+    pub(crate) cursors: Cursors,
+    pub(crate) lease: Lease,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) gate: UpstreamGate,
+    pub(crate) backlog: Backlog,
+    pub(crate) metrics: Metrics,
+    pub(crate) latches: Latches,
+}
+
+/// Calls already published by this shard, oldest first.
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<CallId>,
+    set: HashSet<CallId>,
+}
+
+impl Recent {
+    fn contains(&self, id: &CallId) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: CallId) {
+        if self.set.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > RECENT_CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// The loop's state between polls.
+#[derive(Debug, Default)]
+struct Progress {
+    cursor: Option<f64>,
+    cursor_loaded: bool,
+    failures: u32,
+    recent: Recent,
+}
+
+impl ShardPoller {
+    /// Polls until `shutdown`, finishing the poll in flight (publishes and cursor) first. The
+    /// lease is renewed on time even while waiting between polls.
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let mut progress = Progress::default();
+        let renew_every = Lease::renew_every(self.lease_ttl);
+        let mut renew_at = Instant::now();
+        let mut next_step = Instant::now();
+        let mut last_summary = Instant::now();
+        while !shutdown.is_cancelled() {
+            if Instant::now() >= renew_at || !self.lease.held() {
+                let held_before = self.lease.held();
+                let holds = self.lease.hold().await;
+                renew_at = Instant::now() + renew_every;
+                self.metrics
+                    .lease_held
+                    .with_label_values(&[&self.name])
+                    .set(i64::from(holds));
+                if !holds {
+                    progress.cursor_loaded = false;
+                    rest(renew_every, &shutdown).await;
+                    continue;
+                }
+                if !held_before {
+                    // A new holder starts from the saved cursor, not from what it knew.
+                    progress.cursor_loaded = false;
+                }
+            }
+            let now = Instant::now();
+            if now < next_step {
+                rest(
+                    (next_step - now).min(renew_at.saturating_duration_since(now)),
+                    &shutdown,
+                )
+                .await;
+                continue;
+            }
+            let Ok(delay) = self.step(&mut progress).await else {
+                break;
+            };
+            next_step = Instant::now() + delay;
+            if last_summary.elapsed() >= self.producer.metrics_interval {
+                last_summary = Instant::now();
+                tracing::info!(
+                    shard = %self.name,
+                    dispatched = self.metrics.dispatched.with_label_values(&[&self.name]).get(),
+                    backlog = self.backlog.get(),
+                    cursor = ?progress.cursor,
+                    "Shard health."
+                );
+            }
+        }
+        self.lease.release().await;
+        self.metrics
+            .lease_held
+            .with_label_values(&[&self.name])
+            .set(0);
+    }
+
+    /// One turn of the loop; returns how long to wait before the next one.
+    async fn step(&mut self, progress: &mut Progress) -> Result<Duration, Stop> {
+        let shard = self.name.clone();
+        match self.gate.backoff_remaining().await {
+            Ok(Some(wait)) => {
+                self.latches.not_backing_off.set_not_ready();
+                self.metrics
+                    .rate_limit_waits
+                    .with_label_values(&[&shard])
+                    .inc();
+                return Ok(wait);
+            }
+            Ok(None) => self.latches.not_backing_off.set_ready(),
+            Err(error) => {
+                tracing::warn!(error = %error, shard = %shard, "Upstream gate unavailable.");
+                return Ok(self.producer.initial_backoff);
+            }
+        }
+        let backlog = self.backlog.get();
+        self.metrics
+            .downstream_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        if backlog > self.producer.queue_maxsize {
+            self.metrics
+                .backpressure_pauses
+                .with_label_values(&[&shard])
+                .inc();
+            tracing::debug!(shard = %shard, backlog, "Downstream backlog over threshold; pausing.");
+            return Ok(self.interval);
+        }
+        match self.gate.take().await {
+            Ok(waited) if !waited.is_zero() => {
+                self.metrics
+                    .rate_limit_waits
+                    .with_label_values(&[&shard])
+                    .inc();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, shard = %shard, "Upstream budget unavailable.");
+                return Ok(self.producer.initial_backoff);
+            }
+        }
+        let span = tracing::info_span!("poll", shard = %shard);
+        match self.poll(progress).instrument(span).await {
+            Ok(()) => {
+                progress.failures = 0;
+                self.latches.authenticated.set_ready();
+                Ok(self.jittered_interval())
+            }
+            Err(error) => self.failed(progress, &error).await,
+        }
+    }
+
+    /// Decides what a failed poll means: stop, back off fleet-wide, or retry later.
+    async fn failed(
+        &mut self,
+        progress: &mut Progress,
+        error: &PollError,
+    ) -> Result<Duration, Stop> {
+        let shard = self.name.clone();
+        self.metrics
+            .poll_errors
+            .with_label_values(&[&shard, error.kind()])
+            .inc();
+        if let PollError::Upstream(ClientError::Authentication(auth)) = error {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[&shard])
+                .inc();
+            self.latches.authenticated.set_not_ready();
+            if matches!(
+                auth,
+                AuthenticationError::InvalidCredentials | AuthenticationError::NoCredentials
+            ) {
+                tracing::error!(error = %error, shard = %shard, "Broadcastify refused the credentials; this shard stops polling. Fix the credentials and restart.");
+                return Err(Stop);
+            }
+        }
+        if let PollError::Upstream(upstream) = error
+            && let Some(wait) = upstream.retry_hint().retry_after
+        {
+            tracing::warn!(error = %error, shard = %shard, wait = ?wait, "Upstream asked to back off; pausing every replica.");
+            if let Err(gate_error) = self.gate.back_off(wait).await {
+                tracing::warn!(error = %gate_error, "Could not share the back-off.");
+            }
+            return Ok(wait);
+        }
+        progress.failures += 1;
+        if self
+            .producer
+            .max_retry_attempts
+            .is_some_and(|max| progress.failures > max)
+        {
+            tracing::error!(error = %error, shard = %shard, failures = progress.failures, "Retry budget spent; this shard stops polling.");
+            return Err(Stop);
+        }
+        self.metrics.retries.with_label_values(&[&shard]).inc();
+        let delay = self.backoff(progress.failures);
+        tracing::warn!(error = %error, shard = %shard, failures = progress.failures, retry_in = ?delay, "Poll failed; retrying.");
+        Ok(delay)
+    }
+
+    /// Exponential back-off with full jitter between half and all of the step.
+    fn backoff(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(16);
+        let step = self
+            .producer
+            .initial_backoff
+            .saturating_mul(1 << exponent)
+            .min(self.producer.max_backoff);
+        step.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+
+    fn jittered_interval(&self) -> Duration {
+        let jitter = self.jitter_ratio;
+        if jitter <= 0.0 {
+            return self.interval;
+        }
+        self.interval
+            .mul_f64(rand::rng().random_range(1.0 - jitter..=1.0 + jitter))
+    }
+
+    /// Polls once, publishes what is new, then saves the cursor.
+    async fn poll(&mut self, progress: &mut Progress) -> Result<(), PollError> {
+        if !progress.cursor_loaded {
+            progress.cursor = self.cursors.load(&self.name).await?;
+            progress.cursor_loaded = true;
+        }
+        let look_back = self.producer.look_back.as_secs_f64();
+        let query = match progress.cursor.or(self.initial_position) {
+            Some(position) if progress.cursor.is_some() => LiveQuery {
+                selector: self.selector.clone(),
+                position: Some(position - look_back),
+                init: false,
+            },
+            Some(position) => LiveQuery {
+                selector: self.selector.clone(),
+                position: Some(position),
+                init: false,
+            },
+            None => LiveQuery {
+                selector: self.selector.clone(),
+                position: None,
+                init: true,
+            },
+        };
+        let started = Instant::now();
+        let answer = self.client.live_calls(&query).await?;
+        self.metrics
+            .poll_seconds
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+
+        let received_at = Some(SystemTime::now().into());
+        let mut envelopes = Vec::new();
+        for upstream in &answer.parsed.calls {
+            let id = CallId::for_call(&upstream.call);
+            if progress.recent.contains(&id) {
+                self.metrics
+                    .duplicates
+                    .with_label_values(&[&self.name])
+                    .inc();
+                continue;
+            }
+            match (upstream.call.sid, upstream.call.call_tg) {
+                (Some(sid), Some(tg)) => envelopes.push((
+                    Shard { sid, tg },
+                    id.clone(),
+                    LiveCallEnvelope {
+                        call_id: id.to_string(),
+                        call: Some(upstream.call.clone()),
+                        cursor: progress.cursor,
+                        received_at,
+                        shard_key: Some(ShardKey {
+                            system_id: sid,
+                            talkgroup_id: tg,
+                        }),
+                        raw_payload: upstream.raw.clone().into_bytes(),
+                        shard_name: self.name.clone(),
+                    },
+                )),
+                _ => {
+                    self.dead_letter(Some(&id), &upstream.raw, "the call has no sid or call_tg")
+                        .await?
+                }
+            }
+        }
+        let mut batch: Vec<(String, &str, &LiveCallEnvelope)> = Vec::with_capacity(envelopes.len());
+        for (shard, id, envelope) in &envelopes {
+            batch.push((subject::live(*shard), id.as_str(), envelope));
+        }
+        for (result, (_, id, _)) in self
+            .publisher
+            .publish_all(batch)
+            .await?
+            .into_iter()
+            .zip(&envelopes)
+        {
+            let published = result?;
+            let counter = if published.duplicate {
+                &self.metrics.duplicates
+            } else {
+                &self.metrics.dispatched
+            };
+            counter.with_label_values(&[&self.name]).inc();
+            progress.recent.insert(id.clone());
+        }
+        for rejected in &answer.parsed.rejected {
+            self.dead_letter(None, rejected, "a calls element is not a JSON object")
+                .await?;
+        }
+        let next = answer.next_position(progress.cursor);
+        if next != progress.cursor {
+            if let Some(position) = next {
+                self.cursors.save(&self.name, position).await?;
+            }
+            progress.cursor = next;
+        }
+        Ok(())
+    }
+
+    /// Records an unusable upstream record on `deadletter.poller.…` (never dropped silently).
+    async fn dead_letter(
+        &self,
+        id: Option<&CallId>,
+        raw: &str,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let digest: String = Sha256::digest(raw.as_bytes())
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let letter = DeadLetter {
+            stage: Stage::Poller.as_str().to_owned(),
+            reason: reason.to_owned(),
+            error_kind: "bad_upstream_record".to_owned(),
+            attempts: 1,
+            original_subject: String::new(),
+            original_stream: String::new(),
+            original_stream_sequence: 0,
+            original_headers: [("shard".to_owned(), self.name.clone())].into(),
+            original_payload: raw.as_bytes().to_vec(),
+            call_id: id.map(|id| id.to_string()).unwrap_or_default(),
+            failed_at: Some(SystemTime::now().into()),
+        };
+        let target = subject::dead_letter(Stage::Poller, None, id);
+        self.publisher
+            .publish(target, &format!("dl-poller-{digest}"), &letter)
+            .await?;
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&self.name])
+            .inc();
+        tracing::warn!(shard = %self.name, reason, "Dead-lettered an upstream record.");
+        Ok(())
+    }
+}
+
+/// The shard stops for good (refused credentials, retry budget spent).
+#[derive(Debug)]
+struct Stop;
+
+/// Sleeps for `duration`, or less when shutdown comes first.
+async fn rest(duration: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        () = shutdown.cancelled() => {}
+    }
+}

@@ -1,0 +1,472 @@
+//! The poller's `serve` in-process against a real `nats-server` and `bcfy-sim` over HTTP.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use bcfy_broadcastify::ClientConfig;
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::ensure::ensure_consumer;
+use bcfy_bus::topology::{ConsumerSpec, KV_POLLER_CURSORS, STREAM_CALLS_LIVE, TopologyConfig};
+use bcfy_poller::{LiveProducerConfig, PollerConfig, ShardConfig};
+use bcfy_proto::LiveCallEnvelope;
+use bcfy_runtime::admin::Readiness;
+use bcfy_simulator::{CallSpec, Fault, RetryAfter, Route, SimConfig, Simulator};
+use bcfy_test_support::{NatsServer, eventually};
+use futures::StreamExt as _;
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const FIRE: (i64, i64) = (7001, 2345);
+const LAW: (i64, i64) = (7001, 2346);
+const OTHER: (i64, i64) = (7002, 2345);
+
+struct Harness {
+    nats: NatsServer,
+    sim: Simulator,
+    js: jetstream::Context,
+}
+
+async fn harness() -> Harness {
+    bcfy_test_support::trace_init();
+    let nats = NatsServer::start().await;
+    let sim = Simulator::start(SimConfig::for_tests()).await.unwrap();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    Harness { nats, sim, js }
+}
+
+fn shard(name: &str, (sid, tg): (i64, i64)) -> ShardConfig {
+    ShardConfig {
+        name: name.into(),
+        groups: vec![format!("{sid}-{tg}")],
+        ..ShardConfig::default()
+    }
+}
+
+impl Harness {
+    fn config(&self, instance: &str, shards: Vec<ShardConfig>) -> PollerConfig {
+        let url = url::Url::parse(&self.sim.url()).unwrap();
+        PollerConfig {
+            nats: NatsConfig {
+                urls: vec![self.nats.url()],
+                ..NatsConfig::default()
+            },
+            topology: TopologyConfig {
+                lease_ttl: Duration::from_secs(2),
+                ..TopologyConfig::default()
+            },
+            broadcastify: ClientConfig {
+                base_url: url.clone(),
+                cdn_url: url.clone(),
+                alternate_cdn_url: url,
+                username: Some("demo".into()),
+                password: Some("demo-password".to_owned().into()),
+                request_timeout: Duration::from_secs(5),
+                ..ClientConfig::default()
+            },
+            live_producer: LiveProducerConfig {
+                poll_interval: Duration::from_millis(200),
+                jitter_ratio: 0.0,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                look_back: Duration::from_secs(120),
+                ..LiveProducerConfig::default()
+            },
+            shards,
+            instance_id: Some(instance.into()),
+            ..PollerConfig::default()
+        }
+    }
+
+    /// Every envelope in `CALLS_LIVE`, in stream order (an empty list before the stream exists).
+    async fn published(&self) -> Vec<LiveCallEnvelope> {
+        let Ok(mut stream) = self.js.get_stream(STREAM_CALLS_LIVE).await else {
+            return Vec::new();
+        };
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut envelopes = Vec::new();
+        for sequence in 1..=last {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                envelopes.push(LiveCallEnvelope::decode(message.payload.as_ref()).unwrap());
+            }
+        }
+        envelopes
+    }
+
+    /// Waits until exactly `keys` (and nothing else) are published, each once.
+    async fn expect_published(&self, keys: &BTreeSet<String>) {
+        let ids = eventually(PATIENCE, "the calls to be published", || async {
+            let ids: Vec<String> = self
+                .published()
+                .await
+                .into_iter()
+                .map(|e| e.call_id)
+                .collect();
+            (ids.len() >= keys.len()).then_some(ids)
+        })
+        .await;
+        let unique: BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "a call was published twice: {ids:?}"
+        );
+        assert_eq!(&unique, keys);
+    }
+
+    fn add(&self, talkgroup: (i64, i64)) -> String {
+        self.sim
+            .add_call(CallSpec {
+                talkgroup: Some(talkgroup),
+                ..CallSpec::default()
+            })
+            .key
+    }
+
+    fn live_requests(&self) -> Vec<bcfy_simulator::RecordedRequest> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.uri == "/calls/apis/live-calls")
+            .collect()
+    }
+
+    fn logins(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.uri == "/login/" && r.method == "POST")
+            .count()
+    }
+}
+
+/// A poller in a runtime of its own, so a kill takes every task it spawned with it.
+struct Running {
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), bcfy_poller::PollerError>>,
+    readiness: Readiness,
+    registry: prometheus::Registry,
+}
+
+fn start(config: PollerConfig) -> Running {
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::new();
+    let registry = prometheus::Registry::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = runtime.spawn(bcfy_poller::serve(
+        config,
+        shutdown.clone(),
+        readiness.clone(),
+        registry.clone(),
+    ));
+    Running {
+        runtime: Some(runtime),
+        shutdown,
+        handle,
+        readiness,
+        registry,
+    }
+}
+
+impl Running {
+    /// The value of a metric (summed over labels matching `label`).
+    fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter())
+            .filter(|m| {
+                label.is_none_or(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == k && l.value() == v)
+                })
+            })
+            // Only one of the two is set for a given metric type.
+            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+            .sum()
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        (&mut self.handle).await.unwrap().unwrap();
+    }
+
+    /// Kills the poller mid-flight, as `kill -9` would: every task of it stops where it is.
+    fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_call_once_and_an_exact_resume_after_a_kill() {
+    let h = harness().await;
+    let mut keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
+    h.add(LAW); // not this shard's
+    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    h.expect_published(&keys).await;
+    poller.kill();
+
+    keys.extend((0..3).map(|_| h.add(FIRE)));
+    // A late call, its ts already behind the cursor: the look-back catches it.
+    let late = h.sim.add_call(CallSpec {
+        talkgroup: Some(FIRE),
+        late_by: Some(Duration::from_secs(40)),
+        ..CallSpec::default()
+    });
+    keys.insert(late.key);
+    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    h.expect_published(&keys).await;
+    let envelope = h.published().await.pop().unwrap();
+    assert_eq!(envelope.shard_name, "fire");
+    assert_eq!(envelope.shard_key.unwrap().talkgroup_id, FIRE.1);
+    let raw: serde_json::Value = serde_json::from_slice(&envelope.raw_payload).unwrap();
+    assert_eq!(
+        raw["filename"].as_str(),
+        envelope.call.unwrap().filename.as_deref()
+    );
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn three_replicas_share_one_login_and_one_relogin() {
+    let h = harness().await;
+    let shards = [("fire", FIRE), ("law", LAW), ("other", OTHER)];
+    let mut keys: BTreeSet<String> = shards.iter().map(|(_, tg)| h.add(*tg)).collect();
+    let replicas: Vec<Running> = shards
+        .iter()
+        .map(|(name, tg)| start(h.config(name, vec![shard(name, *tg)])))
+        .collect();
+    h.expect_published(&keys).await;
+    assert_eq!(h.logins(), 1, "one login for the fleet");
+
+    h.sim.expire_sessions();
+    keys.extend(shards.iter().map(|(_, tg)| h.add(*tg)));
+    h.expect_published(&keys).await;
+    assert_eq!(h.logins(), 2, "one re-login for three rejected replicas");
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_password_stops_polling_without_a_login_storm() {
+    let h = harness().await;
+    h.add(FIRE);
+    let replicas: Vec<Running> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let mut config = h.config(name, vec![shard(name, FIRE)]);
+            config.broadcastify.password = Some("wrong".to_owned().into());
+            start(config)
+        })
+        .collect();
+    for replica in &replicas {
+        eventually(PATIENCE, "the shard to give up", || async {
+            (replica.metric("bcfy_live_producer_auth_failures_total", None) >= 1.0).then_some(())
+        })
+        .await;
+        assert_eq!(replica.readiness.waiting_on(), ["upstream-session"]);
+    }
+    assert_eq!(h.logins(), 1, "one refused login for the whole fleet");
+    assert!(h.published().await.is_empty());
+    for replica in replicas {
+        // Every shard stopped by itself; `serve` returns without a shutdown.
+        let mut replica = replica;
+        (&mut replica.handle).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn retry_after_pauses_every_replica() {
+    let h = harness().await;
+    let shards = [("fire", FIRE), ("law", LAW), ("other", OTHER)];
+    let keys: BTreeSet<String> = shards.iter().map(|(_, tg)| h.add(*tg)).collect();
+    let replicas: Vec<Running> = shards
+        .iter()
+        .map(|(name, tg)| start(h.config(name, vec![shard(name, *tg)])))
+        .collect();
+    h.expect_published(&keys).await;
+
+    h.sim.inject(
+        Route::LiveCalls,
+        Fault::Status {
+            status: 429,
+            retry_after: Some(RetryAfter::Seconds(2)),
+        },
+    );
+    let refused = eventually(PATIENCE, "the 429", || async {
+        (replicas
+            .iter()
+            .map(|r| r.metric("bcfy_live_producer_rate_limit_waits_total", None))
+            .sum::<f64>()
+            >= 1.0)
+            .then(|| h.live_requests().len())
+    })
+    .await;
+    // The request that got the 429 is among the first `refused`; find when it came.
+    let at_429 = h.live_requests()[refused - 1].at;
+    let resumed = eventually(PATIENCE, "polling to resume", || async {
+        h.live_requests()
+            .into_iter()
+            .find(|r| r.at > at_429)
+            .map(|r| r.at)
+    })
+    .await;
+    let paused = resumed.duration_since(at_429).unwrap();
+    assert!(
+        paused >= Duration::from_millis(1_900),
+        "a replica polled after {paused:?}"
+    );
+    for replica in &replicas {
+        assert!(
+            replica.readiness.waiting_on().is_empty()
+                || replica.readiness.waiting_on() == ["upstream-backoff"]
+        );
+    }
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn backpressure_pauses_polling_until_the_backlog_drains() {
+    let h = harness().await;
+    let mut keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    config.live_producer.queue_maxsize = 3;
+    let poller = start(config);
+    h.expect_published(&keys).await;
+    let (consumer, _) = ensure_consumer(&h.js, &ConsumerSpec::audio_fetcher(64))
+        .await
+        .unwrap();
+    eventually(PATIENCE, "the poller to see the backlog", || async {
+        (poller.metric("bcfy_live_producer_downstream_backlog", None) >= 5.0).then_some(())
+    })
+    .await;
+
+    let held_back = h.add(FIRE);
+    eventually(PATIENCE, "polls to pause", || async {
+        (poller.metric("bcfy_live_producer_backpressure_pauses_total", None) >= 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.published().await.len(),
+        5,
+        "nothing polled while the backlog is over"
+    );
+    drain(&consumer, 5).await;
+    keys.insert(held_back);
+    h.expect_published(&keys).await;
+    poller.stop().await;
+}
+
+async fn drain(consumer: &PullConsumer, count: usize) {
+    let mut messages = consumer
+        .fetch()
+        .max_messages(count)
+        .messages()
+        .await
+        .unwrap();
+    while let Some(message) = messages.next().await {
+        message.unwrap().double_ack().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_lease_holder_dies() {
+    let h = harness().await;
+    let mut keys: BTreeSet<String> = (0..2).map(|_| h.add(FIRE)).collect();
+    let first = start(h.config("a", vec![shard("fire", FIRE)]));
+    h.expect_published(&keys).await;
+    let second = start(h.config("b", vec![shard("fire", FIRE)]));
+    let held = |r: &Running| r.metric("bcfy_live_producer_lease_held", Some(("shard", "fire")));
+    eventually(PATIENCE, "the standby to be up", || async {
+        (second.metric("bcfy_live_producer_lease_held", None) == 0.0 && held(&first) == 1.0)
+            .then_some(())
+    })
+    .await;
+
+    first.kill();
+    keys.insert(h.add(FIRE));
+    h.expect_published(&keys).await;
+    assert_eq!(held(&second), 1.0);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_json_counts_an_error_and_keeps_the_cursor() {
+    let h = harness().await;
+    let mut keys: BTreeSet<String> = BTreeSet::from([h.add(FIRE)]);
+    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    h.expect_published(&keys).await;
+    let cursors = h.js.get_key_value(KV_POLLER_CURSORS).await.unwrap();
+    let saved = cursors.get("shard-fire").await.unwrap().unwrap();
+
+    h.sim.inject(Route::LiveCalls, Fault::MalformedJson);
+    eventually(PATIENCE, "the parse error", || async {
+        (poller.metric(
+            "bcfy_live_producer_poll_errors_total",
+            Some(("kind", "response_parsing")),
+        ) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        cursors.get("shard-fire").await.unwrap().unwrap(),
+        saved,
+        "cursor unchanged"
+    );
+    keys.insert(h.add(FIRE));
+    h.expect_published(&keys).await;
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_poll_in_flight() {
+    let h = harness().await;
+    let first_ts = h
+        .sim
+        .add_call(CallSpec {
+            talkgroup: Some(FIRE),
+            ..CallSpec::default()
+        })
+        .ts;
+    let mut keys: BTreeSet<String> = (0..300).map(|_| h.add(FIRE)).collect();
+    keys.extend(
+        h.sim
+            .ledger()
+            .into_iter()
+            .filter(|e| e.ts == first_ts)
+            .map(|e| e.key),
+    );
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    config.live_producer.initial_position = Some(first_ts as f64 - 1.0);
+    let poller = start(config);
+    eventually(PATIENCE, "publishing to start", || async {
+        (!h.published().await.is_empty()).then_some(())
+    })
+    .await;
+    poller.stop().await;
+    // Stopped cleanly: whatever it published, its cursor covers; a restart adds the rest once.
+    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    h.expect_published(&keys).await;
+    poller.stop().await;
+}
