@@ -199,14 +199,16 @@ impl ShardPoller {
             tracing::debug!(shard = %shard, backlog, "Downstream backlog over threshold; pausing.");
             return Ok(self.interval);
         }
-        match self.gate.take().await {
-            Ok(waited) if !waited.is_zero() => {
+        match self.gate.try_take().await {
+            Ok(None) => {}
+            Ok(Some(wait)) => {
                 self.metrics
                     .rate_limit_waits
                     .with_label_values(&[&shard])
                     .inc();
+                tracing::debug!(shard = %shard, wait = ?wait, "Request budget spent; waiting.");
+                return Ok(wait);
             }
-            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(error = %error, shard = %shard, "Upstream budget unavailable.");
                 return Ok(self.producer.initial_backoff);

@@ -89,17 +89,16 @@ impl UpstreamGate {
         }
     }
 
-    /// Takes one request from the shared budget, waiting for the next minute when it is spent.
-    /// Returns how long it waited.
+    /// Takes one request from the shared budget. When this minute's budget is spent, takes
+    /// nothing and returns how long until the next minute.
     ///
     /// # Errors
     ///
     /// When the store cannot be read or written.
-    pub async fn take(&self) -> Result<Duration, GateError> {
+    pub async fn try_take(&self) -> Result<Option<Duration>, GateError> {
         let Some(limit) = self.per_minute else {
-            return Ok(Duration::ZERO);
+            return Ok(None);
         };
-        let mut waited = Duration::ZERO;
         loop {
             let now = epoch_ms(SystemTime::now());
             let minute = now / 60_000;
@@ -110,20 +109,17 @@ impl UpstreamGate {
                 .filter(|e| e.operation == kv::Operation::Put)
                 .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse().ok())
                 .unwrap_or(0);
-            if used < limit {
-                let value = (used + 1).to_string().into_bytes().into();
-                let taken = match &entry {
-                    Some(entry) => self.store.update(&key, value, entry.revision).await.is_ok(),
-                    None => self.store.create(&key, value).await.is_ok(),
-                };
-                if taken {
-                    return Ok(waited);
-                }
-                continue;
+            if used >= limit {
+                return Ok(Some(Duration::from_millis((minute + 1) * 60_000 - now)));
             }
-            let next_minute = Duration::from_millis((minute + 1) * 60_000 - now);
-            tokio::time::sleep(next_minute).await;
-            waited += next_minute;
+            let value = (used + 1).to_string().into_bytes().into();
+            let taken = match &entry {
+                Some(entry) => self.store.update(&key, value, entry.revision).await.is_ok(),
+                None => self.store.create(&key, value).await.is_ok(),
+            };
+            if taken {
+                return Ok(None);
+            }
         }
     }
 }

@@ -470,3 +470,45 @@ async fn shutdown_finishes_the_poll_in_flight() {
     h.expect_published(&keys).await;
     poller.stop().await;
 }
+
+#[tokio::test]
+async fn the_request_budget_is_shared_by_every_replica() {
+    const BUDGET: usize = 5;
+    let h = harness().await;
+    let replicas: Vec<Running> = [("fire", FIRE), ("law", LAW)]
+        .iter()
+        .map(|(name, tg)| {
+            let mut config = h.config(name, vec![shard(name, *tg)]);
+            config.live_producer.rate_limit_per_minute = Some(BUDGET as u32);
+            start(config)
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(70),
+        "a replica to wait for the budget",
+        || async {
+            let waits: f64 = replicas
+                .iter()
+                .map(|r| r.metric("bcfy_live_producer_rate_limit_waits_total", None))
+                .sum();
+            (waits >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // Polls per calendar minute, across both replicas.
+    let mut per_minute = std::collections::BTreeMap::<u64, usize>::new();
+    for request in h.live_requests() {
+        let minute = request
+            .at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 60;
+        *per_minute.entry(minute).or_default() += 1;
+    }
+    assert!(per_minute.values().all(|n| *n <= BUDGET), "{per_minute:?}");
+    assert_eq!(per_minute.values().max(), Some(&BUDGET), "{per_minute:?}");
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
