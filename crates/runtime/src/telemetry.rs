@@ -194,14 +194,12 @@ pub fn build(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&log.filter));
     let filter = filter.unwrap_or_else(|_| EnvFilter::new("info"));
-    let provider = otlp
-        .endpoint
-        .as_deref()
-        .map(|endpoint| tracer_provider(service, endpoint, otlp))
-        .transpose()?;
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
-    });
+    // NOTE: spans always get OpenTelemetry trace ids, exported or not, so every published
+    // event carries `traceparent` and downstream services continue the same trace.
+    let provider = tracer_provider(service, otlp)?;
+    let otel_layer =
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()));
+    let provider = Some(provider);
     let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(fmt_layer(log.format))
@@ -224,11 +222,21 @@ where
     }
 }
 
+/// A tracer provider that exports to the configured endpoint, or only assigns ids when export
+/// is off.
 fn tracer_provider(
     service: &str,
-    endpoint: &str,
     otlp: &OtlpSettings,
 ) -> Result<SdkTracerProvider, TelemetryError> {
+    let service_name = otlp
+        .service_name
+        .clone()
+        .unwrap_or_else(|| service.to_owned());
+    let resource = Resource::builder().with_service_name(service_name).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = otlp.endpoint.as_deref() else {
+        return Ok(builder.build());
+    };
     let exporter = match otlp.protocol {
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -242,15 +250,7 @@ fn tracer_provider(
             .build(),
     }
     .map_err(TelemetryError::Exporter)?;
-    let service_name = otlp
-        .service_name
-        .clone()
-        .unwrap_or_else(|| service.to_owned());
-    let resource = Resource::builder().with_service_name(service_name).build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
+    Ok(builder.with_batch_exporter(exporter).build())
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ pub enum Fault {
     Slow(Duration),
     /// Answer live calls with JSON cut off mid-way.
     MalformedJson,
+    /// Add two unusable records to a live-calls answer: a number, and a call without `sid`
+    /// and `call_tg`.
+    BadRecords,
     /// Drop the connection without an answer.
     Reset,
     /// Send this many audio bytes, then drop the connection (announcing the full length).

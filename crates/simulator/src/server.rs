@@ -47,13 +47,17 @@ async fn record(Shared(state): Shared<AppState>, request: Request, next: Next) -
             )
         })
         .collect();
-    state.record(RecordedRequest {
+    let mut recorded = RecordedRequest {
         method: request.method().to_string(),
         uri: request.uri().to_string(),
         headers,
         at: SystemTime::now(),
-    });
-    next.run(request).await
+        status: 0,
+    };
+    let response = next.run(request).await;
+    recorded.status = response.status().as_u16();
+    state.record(recorded);
+    response
 }
 
 /// What a fault does before the handler runs: an answer in its place, or nothing.
@@ -273,10 +277,14 @@ async fn live_calls(
         calls.drain(..skip);
     }
     let last_pos = calls.last().map_or(0, |c| c.entry.ts);
-    let objects: Vec<String> = calls
+    let mut objects: Vec<String> = calls
         .iter()
         .map(|c| Value::Object(c.json.clone()).to_string())
         .collect();
+    if fault == Some(Fault::BadRecords) {
+        objects.push("7".to_owned());
+        objects.push(r#"{"id":"?","systemId":1502,"filename":"1-2","hash":"badrec01"}"#.to_owned());
+    }
     let mut body = format!(
         r#"{{"calls":[{}],"serverTime":{},"lastPos":{last_pos}}}"#,
         objects.join(","),

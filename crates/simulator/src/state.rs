@@ -25,6 +25,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// When it arrived.
     pub at: SystemTime,
+    /// The status answered.
+    pub status: u16,
 }
 
 impl RecordedRequest {

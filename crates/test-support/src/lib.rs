@@ -15,20 +15,41 @@ pub mod nats;
 pub use eventually::eventually;
 pub use nats::{NatsCluster, NatsServer};
 
-/// Turns on logs captured by the test harness, once per test binary. The filter comes from
-/// `RUST_LOG` (default `info` for the workspace crates, `warn` for the rest).
+/// Turns on logs captured by the test harness, once per test binary, and gives spans
+/// OpenTelemetry trace ids (not exported) as the services' telemetry does, so published events
+/// carry `traceparent`. The filter comes from `RUST_LOG` (default `warn`, `info` for ours).
 pub fn trace_init() {
-    use tracing_subscriber::EnvFilter;
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("warn,bcfy=info,bcfy_bus=info,bcfy_runtime=info"));
-        // NOTE: `try_init` fails only when another test already installed a subscriber, which
-        // is fine: logs then go there.
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init()
-            .ok();
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+
+    static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+        std::sync::OnceLock::new();
+    let mut first = false;
+    let provider = PROVIDER.get_or_init(|| {
+        first = true;
+        opentelemetry_sdk::trace::SdkTracerProvider::builder().build()
     });
+    if !first {
+        return;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "warn,bcfy_bus=info,bcfy_runtime=info,bcfy_poller=info,bcfy_broadcastify=info",
+        )
+    });
+    // Spans must reach the OpenTelemetry layer whatever the log level, so only the log
+    // output is filtered.
+    let logs = tracing_subscriber::fmt::layer()
+        .with_test_writer()
+        .with_filter(filter);
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("tests"));
+    // NOTE: fails only when something else installed a global subscriber first; then logs and
+    // trace ids go there.
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(otel)
+        .try_init()
+        .ok();
 }
