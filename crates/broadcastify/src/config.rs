@@ -72,6 +72,20 @@ impl Default for ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// The same settings with the site and both CDN hosts at one origin (how `bcfy-sim` serves
+    /// them).
+    #[must_use]
+    pub fn with_origin(self, origin: Url) -> Self {
+        Self {
+            base_url: origin.clone(),
+            cdn_url: origin.clone(),
+            alternate_cdn_url: origin,
+            ..self
+        }
+    }
+}
+
 impl Validate for ClientConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
         if self.username.is_some() != self.password.is_some() {

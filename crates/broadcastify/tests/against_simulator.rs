@@ -29,14 +29,12 @@ async fn simulator() -> Simulator {
 fn config(sim: &Simulator) -> ClientConfig {
     let url = Url::parse(&sim.url()).unwrap();
     ClientConfig {
-        base_url: url.clone(),
-        cdn_url: url.clone(),
-        alternate_cdn_url: url,
         username: Some(sim.config().username.clone()),
         password: Some(sim.config().password.clone().into()),
         request_timeout: Duration::from_secs(5),
         ..ClientConfig::default()
     }
+    .with_origin(url)
 }
 
 fn client(sim: &Simulator) -> Client {

@@ -191,13 +191,11 @@ fn main() {
             ..NatsConfig::default()
         },
         broadcastify: ClientConfig {
-            base_url: url.clone(),
-            cdn_url: url.clone(),
-            alternate_cdn_url: url,
             username: Some("demo".into()),
             password: Some("demo-password".to_owned().into()),
             ..ClientConfig::default()
-        },
+        }
+        .with_origin(url),
         live_producer: LiveProducerConfig {
             poll_interval: Duration::from_secs(5),
             ..LiveProducerConfig::default()

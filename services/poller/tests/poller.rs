@@ -57,14 +57,12 @@ impl Harness {
                 ..TopologyConfig::default()
             },
             broadcastify: ClientConfig {
-                base_url: url.clone(),
-                cdn_url: url.clone(),
-                alternate_cdn_url: url,
                 username: Some("demo".into()),
                 password: Some("demo-password".to_owned().into()),
                 request_timeout: Duration::from_secs(5),
                 ..ClientConfig::default()
-            },
+            }
+            .with_origin(url),
             live_producer: LiveProducerConfig {
                 poll_interval: Duration::from_millis(200),
                 jitter_ratio: 0.0,
