@@ -229,6 +229,7 @@ pub async fn connect(
 fn log_event(event: &Event) {
     match event {
         Event::Connected => tracing::info!("Connected to NATS."),
+        Event::Closed => tracing::info!("NATS connection closed."),
         Event::Disconnected => tracing::warn!("Disconnected from NATS; reconnecting."),
         Event::LameDuckMode => tracing::warn!("NATS server entered lame duck mode."),
         Event::SlowConsumer(sid) => tracing::warn!(sid, "Slow NATS consumer."),
