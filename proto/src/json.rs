@@ -40,6 +40,24 @@ pub enum JsonError {
     },
 }
 
+/// JSON equality that compares numbers by value: `0` (as the upstream writes a float field's
+/// whole value) equals `0.0` (as a typed `double` writes it back). This is the sense in which
+/// [`Call::to_json`] gives back what [`Call::from_json`] read.
+pub fn equivalent(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equivalent(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| equivalent(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// A value that converts to and from JSON exactly.
 trait JsonValue: Sized {
     /// The value, if `json` can be held exactly; `None` sends the key to `extra_fields`.

@@ -1,29 +1,13 @@
 //! The reconstructed live-calls and archive answers of `broadcastify-protocol.md` (§3.6, §4) parse
 //! into [`Call`] with every documented field typed, and write back to the same JSON value.
 
-use bcfy_proto::{Call, json::JsonError};
+use bcfy_proto::Call;
+use bcfy_proto::json::{JsonError, equivalent};
 use prost::Message as _;
 use serde_json::Value;
 
 const LIVE_CALLS: &str = include_str!("fixtures/live-calls.json");
 const ARCHIVE: &str = include_str!("fixtures/archivecall.json");
-
-/// JSON equality where a number is compared by value, so `0` (as the upstream writes a float
-/// field's whole value) equals `0.0` (as a typed `double` writes it back).
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
-        }
-        _ => a == b,
-    }
-}
 
 fn calls_of(answer: &str) -> Vec<Value> {
     let answer: Value = serde_json::from_str(answer).unwrap();
@@ -37,7 +21,7 @@ fn assert_lossless(raw: &Value) -> Call {
     assert_eq!(decoded, call);
     let written = decoded.to_json().unwrap();
     assert!(
-        same_value(raw, &written),
+        equivalent(raw, &written),
         "lost something:\n{raw:#}\nvs\n{written:#}"
     );
     call

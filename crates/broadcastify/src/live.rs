@@ -298,7 +298,7 @@ mod tests {
                 for upstream in &parsed.parsed.calls {
                     let original: Value = serde_json::from_str(&upstream.raw).unwrap();
                     let written = upstream.call.to_json().unwrap();
-                    prop_assert!(same_numbers(&original, &written), "{} vs {}", original, written);
+                    prop_assert!(bcfy_proto::json::equivalent(&original, &written), "{} vs {}", original, written);
                 }
             }
 
@@ -307,22 +307,6 @@ mod tests {
                 if let Err(error) = parse_live(&body) {
                     prop_assert!(matches!(error, Error::ResponseParsing { .. }), "{}", error);
                 }
-            }
-        }
-
-        /// JSON equality comparing numbers by value (0 and 0.0 are the same number).
-        fn same_numbers(a: &Value, b: &Value) -> bool {
-            match (a, b) {
-                (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-                (Value::Array(x), Value::Array(y)) => {
-                    x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y))
-                }
-                (Value::Object(x), Value::Object(y)) => {
-                    x.len() == y.len()
-                        && x.iter()
-                            .all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
-                }
-                _ => a == b,
             }
         }
     }
