@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`backlog`]: a downstream consumer's backlog, for back-pressure;
 //! - [`connect`]: connection options from config (servers, credentials, TLS, reconnect policy);
 //! - [`call_id`]: the deterministic, subject-safe [`CallId`];
 //! - [`subject`]: subject builders and parsers mirroring the spec's topics;
@@ -11,6 +12,7 @@
 //! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
 //! - [`trace_context`]: W3C trace context in NATS headers.
 
+pub mod backlog;
 pub mod call_id;
 pub mod connect;
 pub mod consume;

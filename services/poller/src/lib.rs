@@ -10,10 +10,8 @@
 //! - [`upstream`]: the shared request budget and `Retry-After` back-off (KV);
 //! - [`lease`]: hot-standby shard leases (KV with a TTL);
 //! - [`cursor`]: per-shard cursors (KV);
-//! - [`backlog`]: the downstream consumer's backlog, for back-pressure;
 //! - [`metrics`]: Prometheus metrics.
 
-pub mod backlog;
 pub mod config;
 pub mod cursor;
 pub mod lease;
@@ -28,9 +26,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bcfy_broadcastify::{Client, LocalSession, SessionSource};
 use bcfy_bus::Publisher;
+use bcfy_bus::backlog::Backlog;
 use bcfy_bus::ensure::ensure_topology;
 use bcfy_bus::topology::{
-    KV_POLLER_CURSORS, KV_POLLER_LEASES, KV_UPSTREAM_BUDGET, KV_UPSTREAM_SESSION, Topology,
+    KV_POLLER_CURSORS, KV_POLLER_LEASES, KV_UPSTREAM_BUDGET, KV_UPSTREAM_SESSION,
+    STREAM_CALLS_LIVE, Topology,
 };
 use bcfy_runtime::admin::{AdminServer, Readiness};
 use secrecy::ExposeSecret as _;
@@ -155,11 +155,12 @@ pub async fn serve(
     nats_ready.set_ready();
     tracing::info!(instance = %instance, shards = config.shards.len(), "Poller started.");
 
-    let backlog = backlog::Backlog::default();
+    let backlog = Backlog::default();
     // The watcher outlives no shard: it stops on shutdown or when every shard has stopped.
     let watcher_stop = shutdown.child_token();
     let watcher = tokio::spawn(backlog.clone().watch(
         js.clone(),
+        STREAM_CALLS_LIVE,
         config.downstream_consumer.clone(),
         BACKLOG_EVERY,
         watcher_stop.clone(),

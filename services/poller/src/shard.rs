@@ -16,12 +16,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::backlog::Backlog;
 use crate::config::LiveProducerConfig;
 use crate::cursor::{CursorError, Cursors};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamGate;
+use bcfy_bus::backlog::Backlog;
 
 /// Call ids remembered per shard, so look-back repeats are not even re-sent (the stream's dedup
 /// would drop them anyway; after a restart it does).

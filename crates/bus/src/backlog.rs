@@ -1,16 +1,16 @@
-//! The downstream backlog: how many `calls.live` messages the audio fetcher's durable consumer
-//! has not finished (pending plus unacknowledged). Polling pauses while it is over
-//! `queue_maxsize`, so JetStream, not memory, absorbs a slow downstream.
+//! A downstream consumer's backlog: how many messages a durable consumer has not finished
+//! (pending plus unacknowledged). Upstream stages pause while it is over their threshold (the
+//! poller for the audio fetcher, the audio fetcher for the transcriber), so JetStream, not
+//! memory, absorbs a slow downstream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use bcfy_bus::topology::STREAM_CALLS_LIVE;
 use tokio_util::sync::CancellationToken;
 
-/// The latest backlog reading, shared by every shard of this replica.
+/// The latest backlog reading, shared by every task of this replica.
 #[derive(Debug, Clone, Default)]
 pub struct Backlog {
     value: Arc<AtomicU64>,
@@ -22,15 +22,12 @@ impl Backlog {
         self.value.load(Ordering::Relaxed)
     }
 
-    /// Reads the consumer's backlog now.
-    pub async fn refresh(&self, js: &jetstream::Context, consumer: &str) -> u64 {
-        let backlog = match js
-            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
-                consumer,
-                STREAM_CALLS_LIVE,
-            )
-            .await
-        {
+    /// Reads the backlog of `consumer` on `stream` now.
+    pub async fn refresh(&self, js: &jetstream::Context, stream: &str, consumer: &str) -> u64 {
+        let found = js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(consumer, stream)
+            .await;
+        let backlog = match found {
             Ok(mut consumer) => match consumer.info().await {
                 Ok(info) => info.num_pending + info.num_ack_pending as u64,
                 Err(error) => {
@@ -48,6 +45,7 @@ impl Backlog {
     pub async fn watch(
         self,
         js: jetstream::Context,
+        stream: &'static str,
         consumer: String,
         every: Duration,
         stop: CancellationToken,
@@ -56,7 +54,7 @@ impl Backlog {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticks.tick() => { self.refresh(&js, &consumer).await; }
+                _ = ticks.tick() => { self.refresh(&js, stream, &consumer).await; }
             }
         }
     }
