@@ -171,6 +171,16 @@ impl ShardConfig {
     }
 }
 
+impl bcfy_runtime::service::ServiceConfig for PollerConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+}
+
 impl Validate for PollerConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
         self.nats.validate(&join_path(prefix, "nats"), issues);
