@@ -216,6 +216,26 @@ fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
     )
 }
 
+/// [`ensure_topology`] until it succeeds (NATS may start after the service), pausing `every`
+/// between attempts; false when `shutdown` came first.
+pub async fn ensure_topology_retrying(
+    js: &jetstream::Context,
+    topology: &Topology,
+    every: std::time::Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    loop {
+        match ensure_topology(js, topology).await {
+            Ok(_) => return true,
+            Err(error) => tracing::warn!(error = %error, "NATS not ready; retrying."),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return false,
+        }
+    }
+}
+
 /// Makes sure a durable consumer exists and returns it, with any drift (also logged).
 ///
 /// # Errors

@@ -6,13 +6,16 @@
 //!   and a temporary store, restarts it on the same store, forms a three-node [`NatsCluster`],
 //!   and kills and cleans up on drop. The binary comes from `NATS_SERVER_BIN`, else `PATH`, else
 //!   the pinned version is provisioned under `target/` (see [`nats::binary`]).
-//! - [`eventually`]: wait for a condition with patience instead of sleeping.
+//! - [`eventually`]: wait for a condition with patience instead of sleeping;
+//! - [`isolated`]: a service in a runtime of its own, to stop or kill, and metric readings.
 //! - [`trace_init`]: scoped, test-friendly logs (`RUST_LOG` to change the level).
 
 pub mod eventually;
+pub mod isolated;
 pub mod nats;
 
 pub use eventually::eventually;
+pub use isolated::{Isolated, metric};
 pub use nats::{NatsCluster, NatsServer};
 
 /// Turns on logs captured by the test harness, once per test binary, and gives spans

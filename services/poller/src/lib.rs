@@ -27,7 +27,7 @@ use async_nats::jetstream;
 use bcfy_broadcastify::{Client, LocalSession, SessionSource};
 use bcfy_bus::Publisher;
 use bcfy_bus::backlog::Backlog;
-use bcfy_bus::ensure::ensure_topology;
+use bcfy_bus::ensure::ensure_topology_retrying;
 use bcfy_bus::topology::{
     KV_POLLER_CURSORS, KV_POLLER_LEASES, KV_UPSTREAM_BUDGET, KV_UPSTREAM_SESSION,
     STREAM_CALLS_LIVE, Topology,
@@ -112,15 +112,8 @@ pub async fn serve(
     let client = bcfy_bus::connect::connect(&config.nats, "poller").await?;
     let js = jetstream::new(client);
     let topology = Topology::new(config.topology.clone());
-    loop {
-        match ensure_topology(&js, &topology).await {
-            Ok(_) => break,
-            Err(error) => tracing::warn!(error = %error, "NATS not ready; retrying."),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(SETUP_RETRY) => {}
-            () = shutdown.cancelled() => return Ok(()),
-        }
+    if !ensure_topology_retrying(&js, &topology, SETUP_RETRY, &shutdown).await {
+        return Ok(());
     }
     let bucket = |bucket: &'static str| {
         let js = js.clone();

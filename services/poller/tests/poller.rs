@@ -12,10 +12,9 @@ use bcfy_poller::{LiveProducerConfig, PollerConfig, ShardConfig};
 use bcfy_proto::LiveCallEnvelope;
 use bcfy_runtime::admin::Readiness;
 use bcfy_simulator::{CallSpec, Fault, RetryAfter, Route, SimConfig, Simulator};
-use bcfy_test_support::{NatsServer, eventually};
+use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
 use futures::StreamExt as _;
 use prost::Message as _;
-use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 const FIRE: (i64, i64) = (7001, 2345);
@@ -139,77 +138,37 @@ impl Harness {
     }
 }
 
-/// A poller in a runtime of its own, so a kill takes every task it spawned with it.
+/// A poller in a runtime of its own (see `Isolated`), with its readiness and metrics.
 struct Running {
-    runtime: Option<tokio::runtime::Runtime>,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<(), bcfy_poller::PollerError>>,
+    service: Isolated<Result<(), bcfy_poller::PollerError>>,
     readiness: Readiness,
     registry: prometheus::Registry,
 }
 
 fn start(config: PollerConfig) -> Running {
-    let shutdown = CancellationToken::new();
     let readiness = Readiness::new();
     let registry = prometheus::Registry::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = runtime.spawn(bcfy_poller::serve(
-        config,
-        shutdown.clone(),
-        readiness.clone(),
-        registry.clone(),
-    ));
+    let (r, m) = (readiness.clone(), registry.clone());
+    let service = Isolated::spawn(move |shutdown| bcfy_poller::serve(config, shutdown, r, m));
     Running {
-        runtime: Some(runtime),
-        shutdown,
-        handle,
+        service,
         readiness,
         registry,
     }
 }
 
 impl Running {
-    /// The value of a metric (summed over labels matching `label`).
     fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|family| family.name() == name)
-            .flat_map(|family| family.get_metric().iter())
-            .filter(|m| {
-                label.is_none_or(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == k && l.value() == v)
-                })
-            })
-            // Only one of the two is set for a given metric type.
-            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-            .sum()
+        metric(&self.registry, name, label)
     }
 
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        (&mut self.handle).await.unwrap().unwrap();
+    async fn stop(self) {
+        self.service.stop().await.unwrap();
     }
 
-    /// Kills the poller mid-flight, as `kill -9` would: every task of it stops where it is.
-    fn kill(mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+    /// Kills the poller mid-flight, as `kill -9` would.
+    fn kill(self) {
+        self.service.kill();
     }
 }
 
@@ -287,8 +246,7 @@ async fn a_bad_password_stops_polling_without_a_login_storm() {
     assert!(h.published().await.is_empty());
     for replica in replicas {
         // Every shard stopped by itself; `serve` returns without a shutdown.
-        let mut replica = replica;
-        (&mut replica.handle).await.unwrap().unwrap();
+        replica.service.join().await.unwrap();
     }
 }
 
