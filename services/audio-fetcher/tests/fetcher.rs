@@ -435,14 +435,7 @@ async fn dead_letters_carry_the_reason() {
     let mut config = h.config();
     config.audio.not_found_max_age = Duration::from_secs(1);
     let fetcher = start(config);
-    // Never on the CDN within the max age.
-    let missing = h
-        .announce(CallSpec {
-            audio_lag: Some(Duration::from_secs(3600)),
-            ..CallSpec::default()
-        })
-        .await;
-    // A permanent CDN refusal.
+    // A permanent CDN refusal (first, so no other download takes the injected answer).
     h.sim.inject(
         Route::Audio,
         Fault::Status {
@@ -451,6 +444,17 @@ async fn dead_letters_carry_the_reason() {
         },
     );
     let gone = h.announce(CallSpec::default()).await;
+    eventually(PATIENCE, "the first dead letter", || async {
+        (fetcher.metric("bcfy_audio_fetcher_dead_letters_total", None) >= 1.0).then_some(())
+    })
+    .await;
+    // Never on the CDN within the max age.
+    let missing = h
+        .announce(CallSpec {
+            audio_lag: Some(Duration::from_secs(3600)),
+            ..CallSpec::default()
+        })
+        .await;
     // Poison on the live subject.
     h.js.publish("calls.live.7001.2345", vec![0xde, 0xad].into())
         .await
