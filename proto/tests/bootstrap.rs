@@ -22,6 +22,8 @@ fn generated_code_is_up_to_date() {
     prost_config.enable_type_names();
     // Deterministic encoding: the same message always gives the same bytes.
     prost_config.btree_map(["."]);
+    // Audio stays in shared buffers: chunks are slices of the downloaded file, not copies.
+    prost_config.bytes([".broadcastify.v1.AudioPayloadEvent.payload"]);
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(false)

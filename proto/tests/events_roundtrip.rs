@@ -54,7 +54,7 @@ fn audio_payload_event() {
         sequence: 3,
         start_offset: 0.0,
         end_offset: 7.0,
-        payload: vec![0, 1, 2, 255],
+        payload: vec![0, 1, 2, 255].into(),
         content_type: "audio/mp4".into(),
         byte_offset: 786_432,
         r#final: true,

@@ -9,15 +9,19 @@
 /// The `TXXX` description (and the `free` box prefix) naming the key.
 pub const KEY_LABEL: &str = "bcfy-sim-call";
 
-/// The m4a clip with the key appended in a `free` box.
-pub fn tagged_m4a(clip: &[u8], key: &str) -> Vec<u8> {
+/// The m4a clip with the key appended in a `free` box, padded with zeros inside that box up to
+/// `at_least` bytes in all (for load tests that need files of a given size).
+pub fn tagged_m4a(clip: &[u8], key: &str, at_least: usize) -> Vec<u8> {
     let payload = format!("{KEY_LABEL}={key}");
-    let size = u32::try_from(8 + payload.len()).expect("keys are short");
-    let mut file = Vec::with_capacity(clip.len() + payload.len() + 8);
+    let unpadded = clip.len() + 8 + payload.len();
+    let padding = at_least.saturating_sub(unpadded);
+    let size = u32::try_from(8 + payload.len() + padding).expect("files stay below 4 GiB");
+    let mut file = Vec::with_capacity(unpadded + padding);
     file.extend_from_slice(clip);
     file.extend_from_slice(&size.to_be_bytes());
     file.extend_from_slice(b"free");
     file.extend_from_slice(payload.as_bytes());
+    file.resize(unpadded + padding, 0);
     file
 }
 
@@ -71,11 +75,17 @@ mod tests {
     #[test]
     fn m4a_keeps_its_structure_and_gains_a_keyed_free_box() {
         let clip = clips::all()[0].m4a;
-        let file = tagged_m4a(clip, "1502-1767225600-2345-k3v9q0ma");
+        let file = tagged_m4a(clip, "1502-1767225600-2345-k3v9q0ma", 0);
         let types: Vec<String> = boxes(&file).into_iter().map(|(t, _)| t).collect();
         assert_eq!(types, ["ftyp", "moov", "free", "mdat", "free"]);
         assert!(file.ends_with(b"bcfy-sim-call=1502-1767225600-2345-k3v9q0ma"));
-        assert_ne!(file, tagged_m4a(clip, "other"));
+        assert_ne!(file, tagged_m4a(clip, "other", 0));
+        let padded = tagged_m4a(clip, "key", 500_000);
+        assert_eq!(padded.len(), 500_000);
+        assert_eq!(
+            boxes(&padded).last().unwrap(),
+            &("free".to_owned(), 500_000 - clip.len())
+        );
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct CallSpec {
     pub with_metadata: Option<bool>,
     /// The call's `ts` (default: now, or now minus `late_by`).
     pub ts: Option<i64>,
+    /// Pad m4a audio up to this many bytes (load tests); smaller files are left as they are.
+    pub audio_bytes_at_least: Option<usize>,
 }
 
 /// Everything needed to make one call.
@@ -97,6 +99,7 @@ pub(crate) struct Ingredients<'a> {
     pub(crate) with_metadata: bool,
     pub(crate) now: SystemTime,
     pub(crate) audio_lag: Duration,
+    pub(crate) audio_bytes_at_least: usize,
 }
 
 fn hash8(rng: &mut StdRng) -> String {
@@ -117,6 +120,7 @@ pub(crate) fn make_call(rng: &mut StdRng, i: Ingredients<'_>) -> SimCall {
         with_metadata,
         now,
         audio_lag,
+        audio_bytes_at_least,
     } = i;
     let duration = clip.duration_seconds.ceil() as i64;
     let timediff = rng.random_range(5.08..6.19_f64);
@@ -180,7 +184,7 @@ pub(crate) fn make_call(rng: &mut StdRng, i: Ingredients<'_>) -> SimCall {
     }
     let audio = match node.enc {
         "mp3" => audio::tagged_mp3(clip.mp3, &key),
-        _ => audio::tagged_m4a(clip.m4a, &key),
+        _ => audio::tagged_m4a(clip.m4a, &key, audio_bytes_at_least),
     };
     let audio_sha256 = Sha256::digest(&audio)
         .iter()

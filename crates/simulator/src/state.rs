@@ -141,6 +141,7 @@ impl State {
                 with_metadata,
                 now,
                 audio_lag,
+                audio_bytes_at_least: spec.audio_bytes_at_least.unwrap_or(0),
             },
         ));
         drop(rng);

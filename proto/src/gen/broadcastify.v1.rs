@@ -370,8 +370,8 @@ pub struct AudioPayloadEvent {
     #[prost(double, tag = "4")]
     pub end_offset: f64,
     /// The audio bytes of this chunk, exactly as the CDN served them.
-    #[prost(bytes = "vec", tag = "5")]
-    pub payload: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub payload: ::prost::bytes::Bytes,
     /// The CDN's `Content-Type` header, e.g. "audio/mp4" or "audio/aac".
     #[prost(string, tag = "6")]
     pub content_type: ::prost::alloc::string::String,

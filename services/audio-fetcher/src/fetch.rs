@@ -74,7 +74,7 @@ pub(crate) fn chunk_events(
                 sequence: u32::try_from(i).unwrap_or(u32::MAX),
                 start_offset: seconds_at(start),
                 end_offset: seconds_at(end),
-                payload: file.bytes.slice(start..end).to_vec(),
+                payload: file.bytes.slice(start..end),
                 content_type: content_type.clone(),
                 byte_offset: start as u64,
                 r#final: last,

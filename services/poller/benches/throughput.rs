@@ -6,8 +6,8 @@
 //! 2. Polling cost: 1,000 shards at a 5 s interval against the simulator, in CPU cores used by
 //!    the poller's threads (the simulator runs on threads of its own, reported apart).
 //!
-//! Knobs: `BCFY_BENCH_CALLS` (default 50000), `BCFY_BENCH_SHARDS` (1000),
-//! `BCFY_BENCH_SECONDS` (20).
+//! Knobs: `BENCH_CALLS` (default 50000), `BENCH_SHARDS` (1000),
+//! `BENCH_SECONDS` (20).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -155,9 +155,9 @@ fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
 }
 
 fn main() {
-    let calls = knob("BCFY_BENCH_CALLS", 50_000) as usize;
-    let shards = knob("BCFY_BENCH_SHARDS", 1_000) as usize;
-    let seconds = knob("BCFY_BENCH_SECONDS", 20);
+    let calls = knob("BENCH_CALLS", 50_000) as usize;
+    let shards = knob("BENCH_SHARDS", 1_000) as usize;
+    let seconds = knob("BENCH_SECONDS", 20);
     let bench = runtime("bench", 2);
     let server = bench.block_on(NatsServer::start());
     let js = bench.block_on(async {
