@@ -139,23 +139,31 @@ pub async fn serve(
 
     let limit = Arc::new(Semaphore::new(concurrency));
     let tasks = TaskTracker::new();
-    'pull: loop {
+    loop {
         let permit = tokio::select! {
             permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
             () = shutdown.cancelled() => break,
         };
-        while audio.transcription_enabled && backlog.get() > audio.transcriber_backlog_threshold {
-            metrics.backpressure_pauses.inc();
-            tokio::select! {
-                () = tokio::time::sleep(BACKLOG_EVERY) => {}
-                () = shutdown.cancelled() => break 'pull,
-            }
-        }
         let next = tokio::select! {
             next = messages.next() => next,
             () = shutdown.cancelled() => break,
         };
         match next {
+            Some(Ok(message))
+                if audio.transcription_enabled
+                    && backlog.get() > audio.transcriber_backlog_threshold =>
+            {
+                // The transcriber lags: hand the call back for later instead of downloading.
+                metrics.backpressure_pauses.inc();
+                if let Err(error) = Delivery::new(message).nak(BACKLOG_EVERY).await {
+                    tracing::warn!(error = %error, "NAK while paused failed.");
+                }
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(BACKLOG_EVERY) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
             Some(Ok(message)) => {
                 let fetcher = Arc::clone(&fetcher);
                 tasks.spawn(async move {
