@@ -19,6 +19,7 @@ use bcfy_bus::{CallId, Publisher, Shard, subject};
 use bcfy_proto::{LiveCallEnvelope, ShardKey};
 use bcfy_simulator::{CallSpec, SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
+use bcfy_test_support::proc_stat::process_cpu_seconds;
 use tokio::time::Instant;
 
 const FIRE: GroupKey = GroupKey {
@@ -48,22 +49,6 @@ fn status_kb(pid: u32, field: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
-}
-
-/// CPU seconds used by process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
 }
 
 fn spawn_fetcher(nats: &str, site: &str) -> Child {
@@ -210,7 +195,7 @@ fn main() {
         let mut fetcher = spawn_fetcher(&server.url(), &sim.url());
         // Warm-up: the fetcher connects and creates its consumer.
         fetch_run(&sim, &client, &js, 10, 50_000).await;
-        let cpu_before = cpu_seconds(fetcher.id());
+        let cpu_before = process_cpu_seconds(fetcher.id());
         let wall = Instant::now();
         println!("audio fetcher: concurrency 64, simulator and nats-server on the same 2 cores");
         for (label, n, size) in [("50 kB", small, 50_000), ("500 kB", large, 500_000)] {
@@ -226,7 +211,7 @@ fn main() {
                 100.0 * raw / seconds
             );
         }
-        let cpu = cpu_seconds(fetcher.id()) - cpu_before;
+        let cpu = process_cpu_seconds(fetcher.id()) - cpu_before;
         println!(
             "  fetcher process: peak RSS {:.1} MiB, CPU {:.1} s over {:.1} s",
             status_kb(fetcher.id(), "VmHWM:") as f64 / 1024.0,

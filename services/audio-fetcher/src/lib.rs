@@ -22,7 +22,7 @@ use bcfy_bus::backlog::Backlog;
 use bcfy_bus::ensure::{ensure_consumer, ensure_topology_retrying};
 use bcfy_bus::topology::{ConsumerSpec, STREAM_CALLS_AUDIO, Topology};
 use bcfy_bus::{Delivery, Publisher};
-use bcfy_runtime::admin::{AdminServer, Readiness};
+use bcfy_runtime::admin::{Readiness, serve_with_admin};
 use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -65,18 +65,12 @@ pub enum FetcherError {
 ///
 /// When the admin port, NATS, the consumer or the metrics cannot be set up.
 pub async fn run(config: FetcherConfig, shutdown: CancellationToken) -> Result<(), FetcherError> {
-    let readiness = Readiness::new();
-    let registry = prometheus::Registry::new();
-    let admin = AdminServer::bind(config.admin.listen_addr)
-        .await
-        .map_err(FetcherError::Admin)?;
-    let admin_task =
-        tokio::spawn(admin.serve(readiness.clone(), registry.clone(), shutdown.clone()));
-    let outcome = serve(config, shutdown, readiness, registry).await;
-    if let Ok(Err(error)) = admin_task.await {
-        tracing::warn!(error = %error, "Admin server failed.");
-    }
-    outcome
+    let addr = config.admin.listen_addr;
+    serve_with_admin(addr, shutdown.clone(), |readiness, registry| {
+        serve(config, shutdown, readiness, registry)
+    })
+    .await
+    .map_err(FetcherError::Admin)?
 }
 
 /// Runs the fetcher with the caller's readiness and metrics registry (tests inspect them).

@@ -23,6 +23,7 @@ use bcfy_poller::{LiveProducerConfig, PollerConfig, ShardConfig};
 use bcfy_proto::{Call, LiveCallEnvelope, ShardKey};
 use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
+use bcfy_test_support::proc_stat::threads_cpu_seconds;
 use prost::Message as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -111,40 +112,6 @@ async fn raw_ceiling(js: &jetstream::Context, n: usize, size: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// CPU seconds used so far by this process's threads whose name starts with `prefix`.
-fn thread_cpu_seconds(prefix: &str) -> f64 {
-    let ticks_per_second: f64 = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0);
-    let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        ticks += fields
-            .get(11)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        ticks += fields
-            .get(12)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    ticks as f64 / ticks_per_second
-}
-
 fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -220,15 +187,15 @@ fn main() {
         prometheus::Registry::new(),
     ));
     // Warm-up: every shard acquires its lease and logs its first poll.
-    bench.block_on(tokio::time::sleep(Duration::from_secs(10)));
+    bench.block_on(async { tokio::time::sleep(Duration::from_secs(10)).await });
     let requests_before = sim.requests().len();
-    let (poller_before, sim_before) = (thread_cpu_seconds("poller"), thread_cpu_seconds("sim"));
+    let (poller_before, sim_before) = (threads_cpu_seconds("poller"), threads_cpu_seconds("sim"));
     let started = Instant::now();
-    bench.block_on(tokio::time::sleep(Duration::from_secs(seconds)));
+    bench.block_on(async { tokio::time::sleep(Duration::from_secs(seconds)).await });
     let wall = started.elapsed().as_secs_f64();
     let (poller_cpu, sim_cpu) = (
-        thread_cpu_seconds("poller") - poller_before,
-        thread_cpu_seconds("sim") - sim_before,
+        threads_cpu_seconds("poller") - poller_before,
+        threads_cpu_seconds("sim") - sim_before,
     );
     let polls = sim.requests().len().saturating_sub(requests_before);
     shutdown.cancel();

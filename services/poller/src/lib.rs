@@ -32,7 +32,7 @@ use bcfy_bus::topology::{
     KV_POLLER_CURSORS, KV_POLLER_LEASES, KV_UPSTREAM_BUDGET, KV_UPSTREAM_SESSION,
     STREAM_CALLS_LIVE, Topology,
 };
-use bcfy_runtime::admin::{AdminServer, Readiness};
+use bcfy_runtime::admin::{Readiness, serve_with_admin};
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,18 +77,12 @@ pub enum PollerError {
 ///
 /// When the admin port, NATS settings, a bucket or the metrics cannot be set up.
 pub async fn run(config: PollerConfig, shutdown: CancellationToken) -> Result<(), PollerError> {
-    let readiness = Readiness::new();
-    let registry = prometheus::Registry::new();
-    let admin = AdminServer::bind(config.admin.listen_addr)
-        .await
-        .map_err(PollerError::Admin)?;
-    let admin_task =
-        tokio::spawn(admin.serve(readiness.clone(), registry.clone(), shutdown.clone()));
-    let outcome = serve(config, shutdown, readiness, registry).await;
-    if let Ok(Err(error)) = admin_task.await {
-        tracing::warn!(error = %error, "Admin server failed.");
-    }
-    outcome
+    let addr = config.admin.listen_addr;
+    serve_with_admin(addr, shutdown.clone(), |readiness, registry| {
+        serve(config, shutdown, readiness, registry)
+    })
+    .await
+    .map_err(PollerError::Admin)?
 }
 
 /// Runs the poller with the caller's readiness and metrics registry (tests inspect them).
