@@ -9,12 +9,15 @@
 //!
 //! A download records the server's `Content-Type`, the size and the SHA-256. When the body is cut
 //! (connection reset, fewer bytes than `Content-Length`), it asks for the rest with `Range` and
-//! checks the `Content-Range`; a server that ignores `Range` is re-read from the start. Partial
-//! audio is never returned: either the whole file or an error.
+//! checks the `Content-Range`; a server that ignores `Range` is re-read from the start. A
+//! download is either whole in memory ([`Client::download_audio`]) or handed out in ordered pieces
+//! ([`Client::audio_download`]) whose last piece alone says the file is complete, with its size
+//! and SHA-256: a file that could not be completed never gets that last piece.
+
+use std::collections::VecDeque;
 
 use bcfy_proto::Call;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt as _;
+use bytes::{Buf as _, Bytes, BytesMut};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE, REFERER};
 use sha2::{Digest as _, Sha256};
@@ -74,6 +77,34 @@ pub fn audio_url(call: &Call, cdn: &Url) -> Result<Url, AudioDownloadError> {
     Ok(url)
 }
 
+/// A piece of a file handed out by [`AudioDownload::next_piece`], in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioPiece {
+    /// 0 for the first piece, then 1, 2, …
+    pub sequence: u32,
+    /// Where the piece starts in the file.
+    pub offset: u64,
+    /// The bytes (a zero-length last piece when the file is empty or an exact multiple).
+    pub bytes: Bytes,
+    /// The whole file's size, when the CDN said it (always set on the last piece).
+    pub expected_size: Option<u64>,
+    /// The CDN's `Content-Type`, when it sent one.
+    pub content_type: Option<String>,
+    /// Set on the last piece only, once the whole file arrived.
+    pub end: Option<AudioEnd>,
+}
+
+/// What is known once a whole file arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioEnd {
+    /// Bytes in the file.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the file.
+    pub sha256: String,
+    /// How many times the body was resumed after a cut.
+    pub resumes: u32,
+}
+
 /// Parses `Content-Range: bytes START-END/TOTAL` into (START, TOTAL).
 fn content_range(value: &str) -> Option<(u64, u64)> {
     let range = value.trim().strip_prefix("bytes ")?;
@@ -98,117 +129,278 @@ impl Client {
         audio_url(call, cdn)
     }
 
-    /// Downloads a whole audio file, resuming after cuts (see the module docs).
+    /// Downloads a whole audio file into memory, resuming after cuts (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// As [`AudioDownload::next_piece`].
+    pub async fn download_audio(&self, url: &Url) -> Result<AudioFile> {
+        let mut download = self.audio_download(url, usize::MAX);
+        let mut body = BytesMut::new();
+        loop {
+            let Some(piece) = download.next_piece().await? else {
+                unreachable!("a download ends with its last piece")
+            };
+            body.extend_from_slice(&piece.bytes);
+            if let Some(end) = piece.end {
+                return Ok(AudioFile {
+                    bytes: body.freeze(),
+                    content_type: piece.content_type,
+                    sha256: end.sha256,
+                    resumes: end.resumes,
+                });
+            }
+        }
+    }
+
+    /// A download of `url` that hands the file out in order, in pieces of `piece_bytes` (see
+    /// [`AudioDownload`]); nothing is requested until the first [`AudioDownload::next_piece`].
+    pub fn audio_download(&self, url: &Url, piece_bytes: usize) -> AudioDownload<'_> {
+        AudioDownload {
+            client: self,
+            url: url.clone(),
+            piece_bytes: piece_bytes.max(1),
+            limit: self.config().max_audio_bytes.bytes(),
+            response: None,
+            ready: VecDeque::new(),
+            pending: BytesMut::new(),
+            received: 0,
+            skip: 0,
+            handed_out: 0,
+            sequence: 0,
+            hasher: Sha256::new(),
+            expected: None,
+            content_type: None,
+            resumes: 0,
+            finished: false,
+        }
+    }
+
+    /// Asks for the file from byte `from` on; returns the answer and how many bytes at its
+    /// start were already received (a server that ignored `Range` sends them again).
+    async fn audio_response(&self, url: &Url, from: u64) -> Result<(AudioResponse, u64)> {
+        let mut request = self
+            .http()
+            .get(url.clone())
+            .header(REFERER, self.site_url("/calls/"));
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+        }
+        let answer = self.send(Endpoint::Audio, request).await?;
+        let response = &answer.response;
+        let (expected, skip) = match response.status() {
+            StatusCode::OK => (response.content_length(), from),
+            StatusCode::PARTIAL_CONTENT => {
+                let range = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok());
+                match range.and_then(content_range) {
+                    Some((start, total)) if start == from => (Some(total), 0),
+                    _ => {
+                        return Err(AudioDownloadError::BadRange {
+                            asked: from,
+                            content_range: range.unwrap_or_default().to_owned(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            StatusCode::NOT_FOUND => {
+                return Err(AudioDownloadError::NotFound {
+                    url: url.to_string(),
+                }
+                .into());
+            }
+            _ => return Err(answer.into_status_error(Endpoint::Audio).await),
+        };
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((
+            AudioResponse {
+                expected,
+                content_type,
+                body: answer.response,
+            },
+            skip,
+        ))
+    }
+}
+
+/// The first allocation for a piece when the file's size is unknown (it grows as needed).
+const FIRST_ALLOCATION: u64 = 64 * 1024;
+
+/// One answer of the CDN, before its body is read.
+struct AudioResponse {
+    /// The whole file's size, when the answer says it.
+    expected: Option<u64>,
+    content_type: Option<String>,
+    body: reqwest::Response,
+}
+
+/// A download in progress that hands the file out in ordered pieces, so memory stays near two
+/// pieces whatever the file size. A cut body resumes with `Range` (a server that ignores it is
+/// re-read and the bytes already handed out are skipped); only the last piece carries the
+/// [`AudioEnd`], once the whole file arrived, so an incomplete file never looks complete.
+#[derive(Debug)]
+pub struct AudioDownload<'c> {
+    client: &'c Client,
+    url: Url,
+    piece_bytes: usize,
+    limit: u64,
+    /// The body being read, if any.
+    response: Option<reqwest::Response>,
+    /// Full pieces known not to be the last (more bytes followed them).
+    ready: VecDeque<Bytes>,
+    /// The piece being filled; at most `piece_bytes`, allocated once at its final size.
+    pending: BytesMut,
+    /// Bytes of the file received so far.
+    received: u64,
+    /// Bytes at the start of the current body that were received before.
+    skip: u64,
+    handed_out: u64,
+    sequence: u32,
+    hasher: Sha256,
+    expected: Option<u64>,
+    content_type: Option<String>,
+    resumes: u32,
+    finished: bool,
+}
+
+impl AudioDownload<'_> {
+    /// The next piece in order: `piece_bytes` long, except the last, which carries the
+    /// [`AudioEnd`]. `None` after the last.
     ///
     /// # Errors
     ///
     /// [`AudioDownloadError::NotFound`] for a 404 (often: not written yet), `Truncated` when
     /// resuming failed, `TooLarge`, `BadRange`, or status and transport errors.
-    pub async fn download_audio(&self, url: &Url) -> Result<AudioFile> {
-        let limit = self.config().max_audio_bytes.bytes();
-        let mut body = BytesMut::new();
-        let mut expected: Option<u64>;
-        let mut content_type = None;
-        let mut resumes = 0;
+    pub async fn next_piece(&mut self) -> Result<Option<AudioPiece>> {
         loop {
-            let offset = body.len() as u64;
-            let mut request = self
-                .http()
-                .get(url.clone())
-                .header(REFERER, self.site_url("/calls/"));
-            if offset > 0 {
-                request = request.header(RANGE, format!("bytes={offset}-"));
+            if let Some(bytes) = self.ready.pop_front() {
+                return Ok(Some(self.hand_out(bytes, None)));
             }
-            let answer = self.send(Endpoint::Audio, request).await?;
-            let response = &answer.response;
-            match response.status() {
-                StatusCode::OK => {
-                    body.clear();
-                    expected = response.content_length();
-                }
-                StatusCode::PARTIAL_CONTENT => {
-                    let range = response
-                        .headers()
-                        .get(CONTENT_RANGE)
-                        .and_then(|v| v.to_str().ok());
-                    match range.and_then(content_range) {
-                        Some((start, total)) if start == offset => expected = Some(total),
-                        _ => {
-                            return Err(AudioDownloadError::BadRange {
-                                asked: offset,
-                                content_range: range.unwrap_or_default().to_owned(),
-                            }
-                            .into());
-                        }
-                    }
-                }
-                StatusCode::NOT_FOUND => {
-                    return Err(AudioDownloadError::NotFound {
-                        url: url.to_string(),
-                    }
-                    .into());
-                }
-                _ => return Err(answer.into_status_error(Endpoint::Audio).await),
+            if self.finished {
+                return Ok(None);
             }
-            if let Some(value) = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-            {
-                content_type = Some(value.to_owned());
+            if self.response.is_none() {
+                self.open().await?;
             }
-            if expected.is_some_and(|total| total > limit) {
-                return Err(AudioDownloadError::TooLarge {
-                    url: url.to_string(),
-                    limit,
+            let read = match self.response.as_mut() {
+                Some(response) => response.chunk().await,
+                None => Ok(None),
+            };
+            let cut = match read {
+                Ok(Some(chunk)) => {
+                    self.receive(chunk)?;
+                    continue;
+                }
+                Ok(None) => false,
+                Err(error) => {
+                    tracing::debug!(error = %error, received = self.received, "Audio body cut.");
+                    true
+                }
+            };
+            self.response = None;
+            let received = self.received;
+            if !cut && self.expected.is_none_or(|total| received >= total) {
+                self.finished = true;
+                let end = AudioEnd {
+                    size: received,
+                    sha256: std::mem::take(&mut self.hasher)
+                        .finalize()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                    resumes: self.resumes,
+                };
+                self.expected = Some(received);
+                let rest = std::mem::take(&mut self.pending).freeze();
+                return Ok(Some(self.hand_out(rest, Some(end))));
+            }
+            if self.resumes >= self.client.config().audio_resume_attempts {
+                return Err(AudioDownloadError::Truncated {
+                    url: self.url.to_string(),
+                    received,
+                    expected: self.expected.unwrap_or(0),
                 }
                 .into());
             }
-            let mut stream = answer.response.bytes_stream();
-            let mut cut = false;
-            while let Some(chunk) = stream.next().await {
-                match chunk {
-                    Ok(chunk) => {
-                        body.extend_from_slice(&chunk);
-                        if body.len() as u64 > limit {
-                            return Err(AudioDownloadError::TooLarge {
-                                url: url.to_string(),
-                                limit,
-                            }
-                            .into());
-                        }
-                    }
-                    Err(error) => {
-                        tracing::debug!(error = %error, received = body.len(), "Audio body cut.");
-                        cut = true;
-                        break;
-                    }
-                }
-            }
-            let short = expected.is_some_and(|total| (body.len() as u64) < total);
-            if !cut && !short {
-                break;
-            }
-            if resumes >= self.config().audio_resume_attempts {
-                return Err(Error::from(AudioDownloadError::Truncated {
-                    url: url.to_string(),
-                    received: body.len() as u64,
-                    expected: expected.unwrap_or(0),
-                }));
-            }
-            resumes += 1;
+            self.resumes += 1;
         }
-        let bytes = body.freeze();
-        let sha256 = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(AudioFile {
+    }
+
+    /// Requests the file from where it stopped.
+    async fn open(&mut self) -> Result<()> {
+        let (response, skip) = self.client.audio_response(&self.url, self.received).await?;
+        self.expected = response.expected;
+        if response.content_type.is_some() {
+            self.content_type = response.content_type;
+        }
+        if self.expected.is_some_and(|total| total > self.limit) {
+            return Err(self.too_large());
+        }
+        self.skip = skip;
+        self.response = Some(response.body);
+        Ok(())
+    }
+
+    fn receive(&mut self, mut chunk: Bytes) -> Result<()> {
+        let skipped = chunk
+            .len()
+            .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+        chunk.advance(skipped);
+        self.skip -= skipped as u64;
+        self.received += chunk.len() as u64;
+        if self.received > self.limit {
+            return Err(self.too_large());
+        }
+        self.hasher.update(&chunk);
+        let mut at = self.received - chunk.len() as u64;
+        while !chunk.is_empty() {
+            if self.pending.len() == self.piece_bytes {
+                let full = std::mem::take(&mut self.pending).freeze();
+                self.ready.push_back(full);
+            }
+            if self.pending.capacity() == 0 {
+                // One allocation per piece, of the size it will have.
+                let left = self
+                    .expected
+                    .map_or(FIRST_ALLOCATION, |total| total.saturating_sub(at).max(1));
+                let size = usize::try_from(left).unwrap_or(usize::MAX);
+                self.pending.reserve(size.min(self.piece_bytes));
+            }
+            let room = self.piece_bytes - self.pending.len();
+            let taken = chunk.split_to(room.min(chunk.len()));
+            at += taken.len() as u64;
+            self.pending.extend_from_slice(&taken);
+        }
+        Ok(())
+    }
+
+    fn hand_out(&mut self, bytes: Bytes, end: Option<AudioEnd>) -> AudioPiece {
+        let piece = AudioPiece {
+            sequence: self.sequence,
+            offset: self.handed_out,
             bytes,
-            content_type,
-            sha256,
-            resumes,
-        })
+            expected_size: self.expected,
+            content_type: self.content_type.clone(),
+            end,
+        };
+        self.handed_out += piece.bytes.len() as u64;
+        self.sequence += 1;
+        piece
+    }
+
+    fn too_large(&self) -> Error {
+        AudioDownloadError::TooLarge {
+            url: self.url.to_string(),
+            limit: self.limit,
+        }
+        .into()
     }
 }
 

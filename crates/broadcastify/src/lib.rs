@@ -28,7 +28,7 @@ pub mod retry_after;
 pub mod session;
 
 pub use archive::ArchiveBlock;
-pub use audio::AudioFile;
+pub use audio::{AudioDownload, AudioEnd, AudioFile, AudioPiece};
 pub use auth::SessionToken;
 pub use calls::{ParsedCalls, UpstreamCall};
 pub use client::Client;

@@ -430,6 +430,46 @@ async fn audio_resumes_after_a_cut_and_reports_truncation() {
 }
 
 #[tokio::test]
+async fn streamed_audio_comes_in_ordered_pieces_across_a_cut() {
+    let sim = simulator().await;
+    let client = client(&sim);
+    let entry = sim.add_call(CallSpec {
+        clip: Some(8),
+        ..call_in(FIRE)
+    });
+    let live = client.live_calls(&groups(&[FIRE])).await.unwrap();
+    let url = client.audio_url(&live.parsed.calls[0].call).unwrap();
+    sim.inject(
+        Route::Audio,
+        Fault::TruncateAudio {
+            after_bytes: 10_000,
+        },
+    );
+    let mut download = client.audio_download(&url, 4096);
+    let mut pieces = Vec::new();
+    while let Some(piece) = download.next_piece().await.unwrap() {
+        pieces.push(piece);
+    }
+    let end = pieces.last().unwrap().end.clone().unwrap();
+    assert_eq!((end.resumes, end.size), (1, entry.audio_bytes as u64));
+    assert_eq!(end.sha256, entry.audio_sha256);
+    assert_eq!(pieces.len(), entry.audio_bytes.div_ceil(4096));
+    let mut offset = 0;
+    for (i, piece) in pieces.iter().enumerate() {
+        let last = i + 1 == pieces.len();
+        assert_eq!((piece.sequence as usize, piece.offset), (i, offset));
+        assert_eq!(
+            piece.end.is_some(),
+            last,
+            "only the last piece ends the file"
+        );
+        assert!(last || piece.bytes.len() == 4096);
+        offset += piece.bytes.len() as u64;
+    }
+    assert_eq!(offset, end.size);
+}
+
+#[tokio::test]
 async fn cdn_404_until_the_audio_is_published() {
     let sim = simulator().await;
     let client = client(&sim);

@@ -41,7 +41,7 @@ impl Backlog {
         backlog
     }
 
-    /// Refreshes every `every` until cancelled.
+    /// Refreshes every `every` until cancelled, handing each reading to `report` (a metric).
     pub async fn watch(
         self,
         js: jetstream::Context,
@@ -49,12 +49,13 @@ impl Backlog {
         consumer: String,
         every: Duration,
         stop: CancellationToken,
+        report: impl Fn(u64) + Send,
     ) {
         let mut ticks = tokio::time::interval(every);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticks.tick() => { self.refresh(&js, stream, &consumer).await; }
+                _ = ticks.tick() => report(self.refresh(&js, stream, &consumer).await),
             }
         }
     }

@@ -86,7 +86,7 @@ impl Publisher {
         msg_id: &str,
         event: &M,
     ) -> Result<Published, PublishError> {
-        self.send(subject, msg_id, event).await?.await
+        self.start(subject, msg_id, event).await?.await
     }
 
     /// Publishes every event in order, with their PubAcks awaited together (pipelined), so a
@@ -102,13 +102,18 @@ impl Publisher {
     ) -> Result<Vec<Result<Published, PublishError>>, PublishError> {
         let mut pending = Vec::new();
         for (subject, msg_id, event) in events {
-            pending.push(self.send(subject, msg_id, event).await?);
+            pending.push(self.start(subject, msg_id, event).await?);
         }
         Ok(futures::future::join_all(pending).await)
     }
 
-    /// Sends one event and returns the future of its PubAck.
-    async fn send<M: Message + Name>(
+    /// Sends one event and returns the future of its PubAck without waiting for it, so a
+    /// producer can keep sending (pipelining) and await the acks together later.
+    ///
+    /// # Errors
+    ///
+    /// When the event could not be handed to the connection.
+    pub async fn start<M: Message + Name>(
         &self,
         subject: String,
         msg_id: &str,

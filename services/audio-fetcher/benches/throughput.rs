@@ -3,8 +3,9 @@
 //! The `audio-fetcher` binary runs as its own process (concurrency 64) against `bcfy-sim` and a
 //! nats-server on this machine. For 50 kB and 500 kB files it reports calls/s and MB/s from the
 //! first live message published to the last audio message stored, and in the same run the raw
-//! JetStream MB/s for messages of the same size (the ceiling). Then the fetcher's peak RSS and
-//! CPU. Knobs: `BENCH_SMALL_CALLS` (default 3000), `BENCH_LARGE_CALLS` (300).
+//! JetStream MB/s for messages of the same size (the ceiling), and the fetcher's peak RSS so far
+//! (the 50 kB run comes first, so its figure is that run's peak). Then the fetcher's CPU.
+//! Knobs: `BENCH_SMALL_CALLS` (default 3000), `BENCH_LARGE_CALLS` (1000).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -170,7 +171,7 @@ async fn raw_run(js: &jetstream::Context, messages: usize, size: usize, tag: &st
 
 fn main() {
     let small = knob("BENCH_SMALL_CALLS", 3000);
-    let large = knob("BENCH_LARGE_CALLS", 300);
+    let large = knob("BENCH_LARGE_CALLS", 1000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -204,11 +205,12 @@ fn main() {
             let raw = raw_run(&js, n * chunks, size / chunks, &size.to_string()).await;
             let mb = (n * size) as f64 / 1e6;
             println!(
-                "  {label}: {n} calls in {seconds:.2} s = {:.0} calls/s, {:.1} MB/s; raw JetStream same sizes: {:.1} MB/s ({:.0} % of it)",
+                "  {label}: {n} calls in {seconds:.2} s = {:.0} calls/s, {:.1} MB/s; raw JetStream same sizes: {:.1} MB/s ({:.0} % of it); fetcher peak RSS so far {:.1} MiB",
                 n as f64 / seconds,
                 mb / seconds,
                 mb / raw,
-                100.0 * raw / seconds
+                100.0 * raw / seconds,
+                status_kb(fetcher.id(), "VmHWM:") as f64 / 1024.0,
             );
         }
         let cpu = process_cpu_seconds(fetcher.id()) - cpu_before;

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::error::{AudioDownloadError, Error as ClientError};
-use bcfy_broadcastify::{AudioFile, Client};
+use bcfy_broadcastify::{AudioPiece, Client};
 use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, Stage, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, LiveCallEnvelope};
 use tokio::time::Instant;
@@ -38,57 +38,41 @@ fn growing(initial: Duration, max: Duration, attempt: u64) -> Duration {
     initial.saturating_mul(1 << exponent).min(max)
 }
 
-/// The events for one downloaded file: one when it fits `chunk_bytes`, else ordered chunks;
-/// the last carries the total size and SHA-256. Offsets in seconds are proportional to bytes.
-pub(crate) fn chunk_events(
+/// The event for one piece of a call's audio. Offsets in seconds are proportional to bytes
+/// (zero while the file's size is unknown); the last piece carries the total size and SHA-256.
+pub(crate) fn audio_event(
     call_id: &CallId,
     call: &Call,
-    file: &AudioFile,
-    chunk_bytes: usize,
+    piece: AudioPiece,
     source_url: &str,
-) -> Vec<AudioPayloadEvent> {
-    let total = file.bytes.len();
+) -> AudioPayloadEvent {
     let duration = call.call_duration.unwrap_or(0) as f64;
-    let seconds_at = |byte: usize| {
-        if total == 0 {
-            0.0
-        } else {
-            duration * byte as f64 / total as f64
-        }
+    let seconds_at = |byte: u64| match piece.expected_size {
+        Some(total) if total > 0 => duration * byte as f64 / total as f64,
+        _ => 0.0,
     };
-    let content_type = file.content_type.clone().unwrap_or_else(|| {
+    let end_byte = piece.offset + piece.bytes.len() as u64;
+    let content_type = piece.content_type.unwrap_or_else(|| {
         match call.enc.as_deref() {
             Some("mp3") => "audio/mpeg",
             _ => "audio/mp4",
         }
         .to_owned()
     });
-    let pieces = total.div_ceil(chunk_bytes.max(1)).max(1);
-    (0..pieces)
-        .map(|i| {
-            let start = i * chunk_bytes;
-            let end = (start + chunk_bytes).min(total);
-            let last = i + 1 == pieces;
-            AudioPayloadEvent {
-                call_id: call_id.to_string(),
-                sequence: u32::try_from(i).unwrap_or(u32::MAX),
-                start_offset: seconds_at(start),
-                end_offset: seconds_at(end),
-                payload: file.bytes.slice(start..end),
-                content_type: content_type.clone(),
-                byte_offset: start as u64,
-                r#final: last,
-                total_size: if last { total as u64 } else { 0 },
-                sha256: if last {
-                    file.sha256.clone()
-                } else {
-                    String::new()
-                },
-                call: Some(call.clone()),
-                source_url: source_url.to_owned(),
-            }
-        })
-        .collect()
+    AudioPayloadEvent {
+        call_id: call_id.to_string(),
+        sequence: piece.sequence,
+        start_offset: seconds_at(piece.offset),
+        end_offset: seconds_at(end_byte),
+        payload: piece.bytes,
+        content_type,
+        byte_offset: piece.offset,
+        r#final: piece.end.is_some(),
+        total_size: piece.end.as_ref().map_or(0, |end| end.size),
+        sha256: piece.end.map(|end| end.sha256).unwrap_or_default(),
+        call: Some(call.clone()),
+        source_url: source_url.to_owned(),
+    }
 }
 
 impl Fetcher {
@@ -153,65 +137,58 @@ impl Fetcher {
         let heartbeat = delivery.keep_alive(self.config.ack_wait / 3);
         self.metrics.in_flight.inc();
         let started = Instant::now();
-        let downloaded = self.client.download_audio(&url).await;
-        self.metrics.in_flight.dec();
-        let file = match downloaded {
-            Ok(file) if file.bytes.is_empty() => {
-                drop(heartbeat);
-                return self
-                    .give_up(
-                        delivery,
-                        failure(
-                            "audio_empty",
-                            "the CDN served an empty file",
-                            Some(&call_id),
-                        ),
-                    )
-                    .await;
-            }
-            Ok(file) => file,
-            Err(error) => {
-                drop(heartbeat);
-                return self.failed(delivery, &envelope, &call_id, error).await;
-            }
-        };
-        self.metrics
-            .download_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.downloads.with_label_values(&["ok"]).inc();
-        let events = chunk_events(
-            &call_id,
-            call,
-            &file,
-            self.config.chunk_bytes.as_usize(),
-            url.as_str(),
-        );
-        let ids: Vec<String> = events
-            .iter()
-            .map(|e| format!("{call_id}-{}", e.sequence))
-            .collect();
         let target = subject::audio(shard, &call_id);
-        let batch: Vec<(String, &str, &AudioPayloadEvent)> = events
-            .iter()
-            .zip(&ids)
-            .map(|(event, id)| (target.clone(), id.as_str(), event))
-            .collect();
-        let stored = match self.publisher.publish_all(batch).await {
-            Ok(results) => results
-                .into_iter()
-                .find_map(Result::err)
-                .map_or(Ok(()), Err),
-            Err(error) => Err(error),
+        // Each piece is published as soon as it arrives (memory stays near two pieces per
+        // download); the acks are awaited together once the file is complete.
+        let mut download = self
+            .client
+            .audio_download(&url, self.config.chunk_bytes.as_usize());
+        let mut acks = Vec::new();
+        let stored = loop {
+            let piece = match download.next_piece().await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => unreachable!("the last piece ends the loop"),
+                Err(error) => {
+                    self.metrics.in_flight.dec();
+                    drop(heartbeat);
+                    return self.failed(delivery, &envelope, &call_id, error).await;
+                }
+            };
+            let end = piece.end.clone();
+            if end.as_ref().is_some_and(|end| end.size == 0) {
+                self.metrics.in_flight.dec();
+                drop(heartbeat);
+                let reason = failure(
+                    "audio_empty",
+                    "the CDN served an empty file",
+                    Some(&call_id),
+                );
+                return self.give_up(delivery, reason).await;
+            }
+            let event = audio_event(&call_id, call, piece, url.as_str());
+            let id = format!("{call_id}-{}", event.sequence);
+            match self.publisher.start(target.clone(), &id, &event).await {
+                Ok(ack) => acks.push(ack),
+                Err(error) => break Err(error),
+            }
+            if let Some(end) = end {
+                break futures::future::join_all(acks)
+                    .await
+                    .into_iter()
+                    .find_map(Result::err)
+                    .map_or(Ok(end), Err);
+            }
         };
+        self.metrics.in_flight.dec();
         drop(heartbeat);
         match stored {
-            Ok(()) => {
-                self.metrics.bytes.inc_by(file.bytes.len() as u64);
-                tracing::debug!(
-                    bytes = file.bytes.len(),
-                    chunks = events.len(),
-                    "Audio published."
-                );
+            Ok(end) => {
+                self.metrics
+                    .download_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.downloads.with_label_values(&["ok"]).inc();
+                self.metrics.bytes.inc_by(end.size);
+                tracing::debug!(bytes = end.size, resumes = end.resumes, "Audio published.");
                 if let Err(error) = delivery.ack().await {
                     tracing::warn!(error = %error, "Ack failed; the call will be redelivered and deduplicated.");
                 }
@@ -315,69 +292,57 @@ impl Fetcher {
 
 #[cfg(test)]
 mod tests {
+    use bcfy_broadcastify::AudioEnd;
+
     use super::*;
 
-    fn file(len: usize) -> AudioFile {
-        AudioFile {
-            bytes: (0..len)
-                .map(|i| (i % 251) as u8)
-                .collect::<Vec<u8>>()
-                .into(),
-            content_type: Some("audio/aac".into()),
-            sha256: "ab".repeat(32),
-            resumes: 0,
+    fn piece(sequence: u32, offset: u64, len: usize, end: Option<AudioEnd>) -> AudioPiece {
+        AudioPiece {
+            sequence,
+            offset,
+            bytes: vec![7; len].into(),
+            expected_size: Some(10_000),
+            content_type: None,
+            end,
         }
     }
 
     #[test]
-    fn a_small_file_is_one_final_event() {
-        let call = Call {
-            call_duration: Some(8),
-            ..Call::default()
-        };
-        let id = CallId::parse("1-2-3").unwrap();
-        let events = chunk_events(&id, &call, &file(1000), 4096, "http://cdn/x.m4a");
-        assert_eq!(events.len(), 1);
-        let only = &events[0];
-        assert!(only.r#final);
-        assert_eq!(
-            (only.sequence, only.byte_offset, only.total_size),
-            (0, 0, 1000)
-        );
-        assert_eq!((only.start_offset, only.end_offset), (0.0, 8.0));
-        assert_eq!(only.content_type, "audio/aac");
-    }
-
-    #[test]
-    fn a_large_file_is_ordered_chunks_that_cover_it_exactly() {
+    fn a_middle_piece_is_not_final_and_has_proportional_offsets() {
         let call = Call {
             call_duration: Some(10),
             enc: Some("mp3".into()),
             ..Call::default()
         };
         let id = CallId::parse("1-2-3").unwrap();
-        let mut source = file(10_000);
-        source.content_type = None;
-        let events = chunk_events(&id, &call, &source, 4096, "u");
-        assert_eq!(events.len(), 3);
-        let joined: Vec<u8> = events.iter().flat_map(|e| e.payload.clone()).collect();
-        assert_eq!(joined, source.bytes.to_vec());
-        assert_eq!(
-            events.iter().map(|e| e.byte_offset).collect::<Vec<_>>(),
-            [0, 4096, 8192]
-        );
-        assert!(
-            events[..2]
-                .iter()
-                .all(|e| !e.r#final && e.total_size == 0 && e.sha256.is_empty())
-        );
-        assert!(
-            events[2].r#final
-                && events[2].total_size == 10_000
-                && events[2].sha256 == source.sha256
-        );
-        assert_eq!(events[2].end_offset, 10.0);
-        assert_eq!(events[0].content_type, "audio/mpeg");
+        let event = audio_event(&id, &call, piece(1, 4096, 4096, None), "u");
+        assert_eq!((event.sequence, event.byte_offset), (1, 4096));
+        assert!(!event.r#final && event.total_size == 0 && event.sha256.is_empty());
+        assert!((event.start_offset - 4.096).abs() < 1e-9);
+        assert!((event.end_offset - 8.192).abs() < 1e-9);
+        assert_eq!(event.content_type, "audio/mpeg", "from the call's enc");
+        assert_eq!(event.call_id, "1-2-3");
+    }
+
+    #[test]
+    fn the_last_piece_is_final_with_size_and_hash() {
+        let call = Call {
+            call_duration: Some(10),
+            ..Call::default()
+        };
+        let id = CallId::parse("1-2-3").unwrap();
+        let end = AudioEnd {
+            size: 10_000,
+            sha256: "ab".repeat(32),
+            resumes: 0,
+        };
+        let mut last = piece(2, 8192, 1808, Some(end));
+        last.content_type = Some("audio/aac".into());
+        let event = audio_event(&id, &call, last, "u");
+        assert!(event.r#final);
+        assert_eq!((event.total_size, event.sha256.len()), (10_000, 64));
+        assert_eq!(event.end_offset, 10.0);
+        assert_eq!(event.content_type, "audio/aac", "the CDN's type wins");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Pulls held back because the transcriber's backlog was over the threshold.
     pub backpressure_pauses: IntCounter,
+    /// The transcriber consumer's latest backlog reading (when transcription is enabled).
+    pub transcriber_backlog: IntGauge,
 }
 
 impl Metrics {
@@ -35,10 +37,13 @@ impl Metrics {
         )?;
         let bytes = IntCounter::new(name("bytes_total"), "Audio bytes downloaded and published.")?;
         let download_seconds = Histogram::with_opts(
-            HistogramOpts::new(name("download_duration_seconds"), "Audio download latency.")
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+            HistogramOpts::new(
+                name("download_duration_seconds"),
+                "From the first CDN request to the last piece handed to NATS.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         )?;
         let retries = IntCounterVec::new(
             Opts::new(name("retries_total"), "Redeliveries asked for, by reason."),
@@ -53,6 +58,10 @@ impl Metrics {
             name("backpressure_pauses_total"),
             "Pulls held back for the transcriber's backlog.",
         )?;
+        let transcriber_backlog = IntGauge::new(
+            name("transcriber_backlog"),
+            "The transcriber consumer's latest backlog (pending plus unacknowledged).",
+        )?;
         for metric in [
             Box::new(downloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes.clone()),
@@ -61,6 +70,7 @@ impl Metrics {
             Box::new(dead_letters.clone()),
             Box::new(in_flight.clone()),
             Box::new(backpressure_pauses.clone()),
+            Box::new(transcriber_backlog.clone()),
         ] {
             registry.register(metric)?;
         }
@@ -72,6 +82,7 @@ impl Metrics {
             dead_letters,
             in_flight,
             backpressure_pauses,
+            transcriber_backlog,
         })
     }
 }

@@ -7,14 +7,17 @@ use async_nats::jetstream;
 use bcfy_audio_fetcher::{AudioConfig, FetcherConfig};
 use bcfy_broadcastify::{Client, ClientConfig, GroupKey, LiveQuery, Selector};
 use bcfy_bus::connect::NatsConfig;
-use bcfy_bus::ensure::ensure_topology;
-use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_DEAD_LETTERS, Topology, TopologyConfig};
+use bcfy_bus::ensure::{ensure_consumer, ensure_topology};
+use bcfy_bus::topology::{
+    ConsumerSpec, STREAM_CALLS_AUDIO, STREAM_DEAD_LETTERS, Topology, TopologyConfig,
+};
 use bcfy_bus::{CallId, Publisher, subject};
 use bcfy_proto::{AudioPayloadEvent, DeadLetter, LiveCallEnvelope, ShardKey};
 use bcfy_runtime::admin::Readiness;
 use bcfy_runtime::units::ByteSize;
 use bcfy_simulator::{CallSpec, Fault, LedgerEntry, Route, SimConfig, Simulator};
 use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
+use futures::StreamExt as _;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
@@ -368,8 +371,11 @@ async fn truncated_and_slow_bodies_still_give_exact_audio() {
 #[tokio::test]
 async fn a_kill_mid_download_is_redelivered_without_a_duplicate() {
     let h = harness().await;
-    let first = start(h.config());
-    // A slow body (about 2 s): the fetcher is killed while it downloads.
+    let mut config = h.config();
+    config.audio.chunk_bytes = ByteSize(4096);
+    let first = start(config.clone());
+    // A slow body (40 kB at 20 kB/s): the fetcher is killed after its first pieces were
+    // published.
     h.sim.inject(
         Route::Audio,
         Fault::SlowAudio {
@@ -380,20 +386,32 @@ async fn a_kill_mid_download_is_redelivered_without_a_duplicate() {
     let entry = h
         .announce(CallSpec {
             clip: Some(0),
+            audio_bytes_at_least: Some(40_000),
             ..CallSpec::default()
         })
         .await;
-    eventually(PATIENCE, "the download to start", || async {
-        (first.metric("bcfy_audio_fetcher_in_flight", None) >= 1.0).then_some(())
+    eventually(PATIENCE, "the first pieces to be published", || async {
+        h.audio()
+            .await
+            .get(&entry.key)
+            .is_some_and(|call| call.chunks.len() >= 2)
+            .then_some(())
     })
     .await;
     first.service.kill();
+    let partial = h.audio().await;
     assert!(
-        h.audio().await.is_empty(),
-        "nothing published from a partial download"
+        !partial[&entry.key].chunks.iter().any(|c| c.r#final),
+        "a partial download never has a final piece"
     );
-    let second = start(h.config());
-    h.expect_audio(std::slice::from_ref(&entry)).await;
+    let second = start(config);
+    // Redelivered and fetched again: the pieces published before the kill are deduplicated
+    // (`audio()` panics on a repeated piece) and the whole file is exact.
+    let audio = h.expect_audio(std::slice::from_ref(&entry)).await;
+    assert_eq!(
+        audio[&entry.key].chunks.len(),
+        entry.audio_bytes.div_ceil(4096)
+    );
     second.service.stop().await.unwrap();
 }
 
@@ -427,6 +445,63 @@ async fn two_replicas_share_the_work() {
     for replica in replicas {
         replica.service.stop().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn downloads_pause_while_the_transcriber_lags() {
+    let h = harness().await;
+    let mut config = h.config();
+    config.audio.transcription_enabled = true;
+    config.audio.transcriber_backlog_threshold = 2;
+    let (transcriber, _) = ensure_consumer(&h.js, &ConsumerSpec::transcriber(64))
+        .await
+        .unwrap();
+    let fetcher = start(config);
+    let mut entries = Vec::new();
+    for clip in 0..3 {
+        entries.push(
+            h.announce(CallSpec {
+                clip: Some(clip),
+                ..CallSpec::default()
+            })
+            .await,
+        );
+    }
+    h.expect_audio(&entries).await;
+    eventually(PATIENCE, "the fetcher to see the backlog", || async {
+        (fetcher.metric("bcfy_audio_fetcher_transcriber_backlog", None) >= 3.0).then_some(())
+    })
+    .await;
+
+    let held_back = h
+        .announce(CallSpec {
+            clip: Some(3),
+            ..CallSpec::default()
+        })
+        .await;
+    eventually(PATIENCE, "downloads to pause", || async {
+        (fetcher.metric("bcfy_audio_fetcher_backpressure_pauses_total", None) >= 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.audio().await.len(),
+        3,
+        "nothing downloaded while the transcriber lags"
+    );
+
+    // The transcriber catches up: the held-back call is fetched.
+    let mut messages = transcriber
+        .fetch()
+        .max_messages(3)
+        .messages()
+        .await
+        .unwrap();
+    while let Some(message) = messages.next().await {
+        message.unwrap().ack().await.unwrap();
+    }
+    entries.push(held_back);
+    h.expect_audio(&entries).await;
+    fetcher.service.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -145,12 +145,14 @@ pub async fn serve(
     let backlog = Backlog::default();
     // The watcher outlives no shard: it stops on shutdown or when every shard has stopped.
     let watcher_stop = shutdown.child_token();
+    let gauge = metrics.downstream_backlog.clone();
     let watcher = tokio::spawn(backlog.clone().watch(
         js.clone(),
         STREAM_CALLS_LIVE,
         config.downstream_consumer.clone(),
         BACKLOG_EVERY,
         watcher_stop.clone(),
+        move |backlog| gauge.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
     ));
     let tasks = TaskTracker::new();
     for shard in &config.shards {

@@ -188,9 +188,6 @@ impl ShardPoller {
             }
         }
         let backlog = self.backlog.get();
-        self.metrics
-            .downstream_backlog
-            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         if backlog > self.producer.queue_maxsize {
             self.metrics
                 .backpressure_pauses
