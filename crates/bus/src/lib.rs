@@ -9,6 +9,7 @@
 //! - [`topology`]: every stream, durable consumer and KV bucket, declared once;
 //! - [`ensure`]: idempotent creation at startup, with config-drift reports;
 //! - [`publish`]: `Nats-Msg-Id`, `Content-Type`, trace context, awaited PubAck;
+//! - [`reassemble`]: a call's audio rebuilt from its chunks in the stream;
 //! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
 //! - [`trace_context`]: W3C trace context in NATS headers.
 
@@ -18,6 +19,7 @@ pub mod connect;
 pub mod consume;
 pub mod ensure;
 pub mod publish;
+pub mod reassemble;
 pub mod subject;
 pub mod topology;
 pub mod trace_context;

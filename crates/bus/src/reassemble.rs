@@ -1,0 +1,153 @@
+//! A call's audio back in one piece. The audio fetcher publishes a file as ordered chunks on
+//! one subject (`calls.audio.raw.{sid}.{tg}.{call_id}`) and marks only the last one final, with
+//! the total size and SHA-256. A consumer that receives the final chunk reads the earlier ones
+//! back from the stream, so reassembly needs no per-call state in any replica: whichever replica
+//! gets the final chunk rebuilds the file, and a crash loses nothing.
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use bcfy_proto::AudioPayloadEvent;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::topology::STREAM_CALLS_AUDIO;
+
+/// Why a call's audio could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum ReassemblyError {
+    /// The stream could not be read (try again).
+    #[error("reading the chunks of {call_id} failed: {reason}")]
+    Nats {
+        /// The call.
+        call_id: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A chunk before the final one is not in the stream (e.g. removed by its limits).
+    #[error("chunk {sequence} of {call_id} is missing")]
+    Missing {
+        /// The call.
+        call_id: String,
+        /// The first missing chunk.
+        sequence: u32,
+    },
+    /// The chunks do not add up to the file the final chunk describes.
+    #[error("the chunks of {call_id} do not match its final chunk: {reason}")]
+    Mismatch {
+        /// The call.
+        call_id: String,
+        /// Which check failed.
+        reason: String,
+    },
+}
+
+impl ReassemblyError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReassemblyError::Nats { .. })
+    }
+}
+
+/// Rebuilds the file that `last` (a final chunk received on `subject`) ends, and checks its
+/// size and SHA-256. A single-chunk call needs no read.
+///
+/// # Errors
+///
+/// See [`ReassemblyError`].
+pub async fn reassemble(
+    js: &jetstream::Context,
+    subject: &str,
+    last: &AudioPayloadEvent,
+) -> Result<Bytes, ReassemblyError> {
+    let mut chunks: Vec<Option<Bytes>> = vec![None; last.sequence as usize + 1];
+    chunks[last.sequence as usize] = Some(last.payload.clone());
+    if last.sequence > 0 {
+        read_earlier_chunks(js, subject, last, &mut chunks).await?;
+    }
+    let mut file = BytesMut::with_capacity(usize::try_from(last.total_size).unwrap_or(0));
+    for (sequence, chunk) in chunks.into_iter().enumerate() {
+        let chunk = chunk.ok_or_else(|| ReassemblyError::Missing {
+            call_id: last.call_id.clone(),
+            sequence: u32::try_from(sequence).unwrap_or(u32::MAX),
+        })?;
+        file.extend_from_slice(&chunk);
+    }
+    let mismatch = |reason: String| ReassemblyError::Mismatch {
+        call_id: last.call_id.clone(),
+        reason,
+    };
+    if file.len() as u64 != last.total_size {
+        return Err(mismatch(format!(
+            "{} bytes, the final chunk says {}",
+            file.len(),
+            last.total_size
+        )));
+    }
+    let digest: String = Sha256::digest(&file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if !last.sha256.is_empty() && digest != last.sha256 {
+        return Err(mismatch(format!(
+            "SHA-256 {digest}, the final chunk says {}",
+            last.sha256
+        )));
+    }
+    Ok(file.freeze())
+}
+
+/// Fills `chunks` from the stream: every message on `subject`, read once with an ordered
+/// consumer; the count comes from the stream's per-subject state, so the read never waits.
+async fn read_earlier_chunks(
+    js: &jetstream::Context,
+    subject: &str,
+    last: &AudioPayloadEvent,
+    chunks: &mut [Option<Bytes>],
+) -> Result<(), ReassemblyError> {
+    let failed = |reason: String| ReassemblyError::Nats {
+        call_id: last.call_id.clone(),
+        reason,
+    };
+    let stream = js
+        .get_stream(STREAM_CALLS_AUDIO)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut info = stream
+        .info_with_subjects(subject)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut stored = 0;
+    while let Some(entry) = info.next().await {
+        let (_, count) = entry.map_err(|e| failed(e.to_string()))?;
+        stored += count;
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: DeliverPolicy::All,
+            ..OrderedConfig::default()
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    for _ in 0..stored {
+        let Some(message) = messages.next().await else {
+            break;
+        };
+        let message = message.map_err(|e| failed(e.to_string()))?;
+        let Ok(event) = AudioPayloadEvent::decode(message.payload.as_ref()) else {
+            continue;
+        };
+        let slot = chunks.get_mut(event.sequence as usize);
+        if let Some(slot @ None) = slot
+            && event.call_id == last.call_id
+        {
+            *slot = Some(event.payload);
+        }
+    }
+    Ok(())
+}
