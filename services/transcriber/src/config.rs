@@ -1,0 +1,197 @@
+//! `transcription.*`: the spec's `TranscriptionConfig` (§3.5) keys with their names and
+//! defaults (`enabled`, `provider`, `model` "whisper-1", `endpoint_url`, `api_key`, `language`
+//! "en", `max_concurrency` 2), plus what a real deployment needs: a request timeout, a prompt per
+//! talkgroup (radio vocabulary, unit names), and the two settings in which OpenAI-compatible
+//! servers differ (`model_field`, `response_format`; see `shared/docs/stt-offline.md` §10).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bcfy_runtime::config::{ConfigIssue, Validate};
+use bcfy_runtime::units;
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// OpenAI's own endpoint, used when `endpoint_url` is not set.
+pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1/audio/transcriptions";
+
+/// Where transcripts come from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Any OpenAI-compatible `/v1/audio/transcriptions` endpoint.
+    #[default]
+    Openai,
+}
+
+impl Provider {
+    /// The name recorded in each `TranscriptionResult`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+        }
+    }
+}
+
+/// The answer format asked of an OpenAI-compatible server.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// `{"text": …}` only.
+    Json,
+    /// The text plus segments with timings and log-probabilities.
+    #[default]
+    VerboseJson,
+}
+
+impl ResponseFormat {
+    /// The form value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFormat::Json => "json",
+            ResponseFormat::VerboseJson => "verbose_json",
+        }
+    }
+}
+
+/// `transcription.*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscriptionConfig {
+    /// `false` runs the pipeline without transcripts.
+    pub enabled: bool,
+    /// Where transcripts come from.
+    pub provider: Provider,
+    /// The model name sent to the provider.
+    pub model: String,
+    /// The transcription endpoint; OpenAI's when unset.
+    pub endpoint_url: Option<Url>,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub api_key: Option<SecretString>,
+    /// The spoken language (ISO 639-1); unset lets the provider detect it.
+    pub language: Option<String>,
+    /// Calls transcribed at once by one replica.
+    pub max_concurrency: usize,
+    /// How long one transcription request may take.
+    #[serde(with = "units::duration")]
+    pub request_timeout: Duration,
+    /// The form field that carries the model: `model` for OpenAI, `model_name` for
+    /// faster-whisper-server 0.0.3.
+    pub model_field: String,
+    /// `json` or `verbose_json` (segments and log-probabilities).
+    pub response_format: ResponseFormat,
+    /// A prompt per talkgroup, keyed `"{sid}.{tg}"` (unit names, street names, ten-codes).
+    pub prompts: BTreeMap<String, String>,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            provider: Provider::Openai,
+            model: "whisper-1".to_owned(),
+            endpoint_url: None,
+            api_key: None,
+            language: Some("en".to_owned()),
+            max_concurrency: 2,
+            request_timeout: Duration::from_secs(120),
+            model_field: "model".to_owned(),
+            response_format: ResponseFormat::VerboseJson,
+            prompts: BTreeMap::new(),
+        }
+    }
+}
+
+impl TranscriptionConfig {
+    /// The prompt for a talkgroup, if one is configured.
+    pub fn prompt_for(&self, sid: u32, tg: u32) -> Option<&str> {
+        self.prompts.get(&format!("{sid}.{tg}")).map(String::as_str)
+    }
+
+    /// The endpoint requests go to.
+    pub fn endpoint(&self) -> Url {
+        self.endpoint_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(OPENAI_ENDPOINT).expect("a valid constant URL"))
+    }
+}
+
+impl Validate for TranscriptionConfig {
+    fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        if self.max_concurrency == 0 {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "max_concurrency",
+                "must be at least 1",
+            ));
+        }
+        if self.model.trim().is_empty() {
+            issues.push(ConfigIssue::new(prefix, "model", "must not be empty"));
+        }
+        if self.model_field.trim().is_empty() {
+            issues.push(ConfigIssue::new(prefix, "model_field", "must not be empty"));
+        }
+        if self.request_timeout < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "request_timeout",
+                "must be at least 1s",
+            ));
+        }
+        for key in self.prompts.keys() {
+            let valid = key
+                .split_once('.')
+                .is_some_and(|(sid, tg)| sid.parse::<u32>().is_ok() && tg.parse::<u32>().is_ok());
+            if !valid {
+                let message = format!("key `{key}` must be \"{{sid}}.{{tg}}\"");
+                issues.push(ConfigIssue::new(prefix, "prompts", message));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults_are_kept() {
+        let c = TranscriptionConfig::default();
+        assert!(c.enabled);
+        assert_eq!(c.provider, Provider::Openai);
+        assert_eq!(c.model, "whisper-1");
+        assert_eq!(c.language.as_deref(), Some("en"));
+        assert_eq!(c.max_concurrency, 2);
+        assert!(c.endpoint_url.is_none() && c.api_key.is_none());
+        assert_eq!(c.endpoint().as_str(), OPENAI_ENDPOINT);
+    }
+
+    #[test]
+    fn bad_settings_are_all_reported() {
+        let c = TranscriptionConfig {
+            max_concurrency: 0,
+            model: " ".into(),
+            request_timeout: Duration::ZERO,
+            prompts: BTreeMap::from([
+                ("7001.2345".into(), "Engine 5".into()),
+                ("fire".into(), "x".into()),
+            ]),
+            ..TranscriptionConfig::default()
+        };
+        let mut issues = Vec::new();
+        c.validate("transcription", &mut issues);
+        let settings: Vec<&str> = issues.iter().map(|i| i.setting.as_str()).collect();
+        assert_eq!(
+            settings,
+            [
+                "transcription.max_concurrency",
+                "transcription.model",
+                "transcription.request_timeout",
+                "transcription.prompts"
+            ]
+        );
+        assert_eq!(c.prompt_for(7001, 2345), Some("Engine 5"));
+        assert_eq!(c.prompt_for(7001, 1), None);
+    }
+}
