@@ -119,6 +119,13 @@ impl Drop for KeepAlive {
     }
 }
 
+/// The NAK delay for a delivery's `attempt` (1 for the first): `initial * 2^(attempt - 1)`,
+/// capped at `max`, so a failing call is retried ever less often.
+pub fn growing_delay(initial: Duration, max: Duration, attempt: u64) -> Duration {
+    let exponent = u32::try_from(attempt.saturating_sub(1).min(16)).unwrap_or(16);
+    initial.saturating_mul(1 << exponent).min(max)
+}
+
 impl Delivery {
     /// Wraps a received message.
     pub fn new(message: jetstream::Message) -> Self {
@@ -350,5 +357,18 @@ impl Drop for Delivery {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_cap() {
+        let (one, max) = (Duration::from_secs(1), Duration::from_secs(10));
+        assert_eq!(growing_delay(one, max, 1), one);
+        assert_eq!(growing_delay(one, max, 3), Duration::from_secs(4));
+        assert_eq!(growing_delay(one, max, 50), max);
     }
 }

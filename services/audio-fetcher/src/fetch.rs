@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::error::{AudioDownloadError, Error as ClientError};
 use bcfy_broadcastify::{AudioPiece, Client};
+use bcfy_bus::consume::growing_delay;
 use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, Stage, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, LiveCallEnvelope};
 use tokio::time::Instant;
@@ -30,12 +31,6 @@ fn failure(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> F
         reason: reason.into(),
         call_id: call_id.cloned(),
     }
-}
-
-/// `initial * 2^(attempt - 1)`, capped.
-fn growing(initial: Duration, max: Duration, attempt: u64) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1).min(16)).unwrap_or(16);
-    initial.saturating_mul(1 << exponent).min(max)
 }
 
 /// The event for one piece of a call's audio. Offsets in seconds are proportional to bytes
@@ -195,7 +190,7 @@ impl Fetcher {
             }
             Err(error) => {
                 self.metrics.retries.with_label_values(&["publish"]).inc();
-                let delay = growing(
+                let delay = growing_delay(
                     self.config.retry_initial_delay,
                     self.config.retry_max_delay,
                     delivery.attempt(),
@@ -238,7 +233,7 @@ impl Fetcher {
                 .retries
                 .with_label_values(&["cdn_not_found"])
                 .inc();
-            let delay = growing(
+            let delay = growing_delay(
                 self.config.not_found_initial_delay,
                 self.config.not_found_max_delay,
                 attempt,
@@ -254,7 +249,7 @@ impl Fetcher {
                 .with_label_values(&[error.kind()])
                 .inc();
             let delay = hint.retry_after.unwrap_or_else(|| {
-                growing(
+                growing_delay(
                     self.config.retry_initial_delay,
                     self.config.retry_max_delay,
                     attempt,
@@ -343,13 +338,5 @@ mod tests {
         assert_eq!((event.total_size, event.sha256.len()), (10_000, 64));
         assert_eq!(event.end_offset, 10.0);
         assert_eq!(event.content_type, "audio/aac", "the CDN's type wins");
-    }
-
-    #[test]
-    fn delays_grow_and_cap() {
-        let (one, max) = (Duration::from_secs(1), Duration::from_secs(10));
-        assert_eq!(growing(one, max, 1), one);
-        assert_eq!(growing(one, max, 3), Duration::from_secs(4));
-        assert_eq!(growing(one, max, 50), max);
     }
 }

@@ -7,7 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bcfy_runtime::config::{ConfigIssue, Validate};
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::subject::ALL_AUDIO;
+use bcfy_bus::topology::{CONSUMER_TRANSCRIBER, TopologyConfig};
+use bcfy_runtime::admin::AdminConfig;
+use bcfy_runtime::config::{ConfigIssue, Validate, join_path};
+use bcfy_runtime::service::ServiceConfig;
+use bcfy_runtime::telemetry::LogConfig;
 use bcfy_runtime::units;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -15,6 +21,117 @@ use url::Url;
 
 /// OpenAI's own endpoint, used when `endpoint_url` is not set.
 pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1/audio/transcriptions";
+
+/// Everything the transcriber reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscriberConfig {
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// Stream and bucket limits.
+    pub topology: TopologyConfig,
+    /// The provider and its settings (the spec's `TranscriptionConfig`).
+    pub transcription: TranscriptionConfig,
+    /// The consumer and retry settings.
+    pub consumer: ConsumerConfig,
+    /// Admin port.
+    pub admin: AdminConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// How long shutdown waits for transcriptions in flight.
+    #[serde(with = "units::duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for TranscriberConfig {
+    fn default() -> Self {
+        Self {
+            nats: NatsConfig::default(),
+            topology: TopologyConfig::default(),
+            transcription: TranscriptionConfig::default(),
+            consumer: ConsumerConfig::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+            shutdown_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ServiceConfig for TranscriberConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+}
+
+impl Validate for TranscriberConfig {
+    fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        self.nats.validate(&join_path(prefix, "nats"), issues);
+        self.topology
+            .validate(&join_path(prefix, "topology"), issues);
+        self.transcription
+            .validate(&join_path(prefix, "transcription"), issues);
+        self.log.validate(&join_path(prefix, "log"), issues);
+        let consumer = join_path(prefix, "consumer");
+        let c = &self.consumer;
+        if c.ack_wait < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                &consumer,
+                "ack_wait",
+                "must be at least 1s",
+            ));
+        }
+        if c.retry_initial_delay.is_zero() || c.retry_initial_delay > c.retry_max_delay {
+            issues.push(ConfigIssue::new(
+                &consumer,
+                "retry_initial_delay",
+                "must be > 0 and <= retry_max_delay",
+            ));
+        }
+        if !bcfy_bus::call_id::is_token_safe(&c.durable_name) {
+            issues.push(ConfigIssue::new(
+                &consumer,
+                "durable_name",
+                "must be [A-Za-z0-9_-]",
+            ));
+        }
+    }
+}
+
+/// `consumer.*`: which audio this replica takes and how it retries.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Durable consumer name (replicas with the same name share the work).
+    pub durable_name: String,
+    /// Subjects taken, e.g. `calls.audio.raw.7001.>` for a per-system pool.
+    pub filter_subject: String,
+    /// How long a call may go without a heartbeat before it is redelivered (heartbeats go out
+    /// every third of it while a call is transcribed).
+    #[serde(with = "units::duration")]
+    pub ack_wait: Duration,
+    /// First NAK delay after a transient failure; it doubles per attempt.
+    #[serde(with = "units::duration")]
+    pub retry_initial_delay: Duration,
+    /// Longest NAK delay.
+    #[serde(with = "units::duration")]
+    pub retry_max_delay: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            durable_name: CONSUMER_TRANSCRIBER.to_owned(),
+            filter_subject: ALL_AUDIO.to_owned(),
+            ack_wait: Duration::from_secs(60),
+            retry_initial_delay: Duration::from_secs(2),
+            retry_max_delay: Duration::from_secs(120),
+        }
+    }
+}
 
 /// Where transcripts come from.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -105,7 +222,7 @@ impl Default for TranscriptionConfig {
 
 impl TranscriptionConfig {
     /// The prompt for a talkgroup, if one is configured.
-    pub fn prompt_for(&self, sid: u32, tg: u32) -> Option<&str> {
+    pub fn prompt_for(&self, sid: i64, tg: i64) -> Option<&str> {
         self.prompts.get(&format!("{sid}.{tg}")).map(String::as_str)
     }
 

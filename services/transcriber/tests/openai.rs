@@ -1,113 +1,15 @@
 //! The `openai` provider against an in-process OpenAI-compatible server over real HTTP: the
 //! multipart fields, file name and type, auth header, both answer formats and every error path.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
-use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::http::StatusCode;
 use bcfy_transcriber::config::ResponseFormat;
 use bcfy_transcriber::{OpenAiProvider, TranscriptionConfig, TranscriptionError};
 use bytes::Bytes;
-
-/// One multipart field as the server saw it.
-#[derive(Debug, Clone, PartialEq)]
-struct Field {
-    file_name: Option<String>,
-    content_type: Option<String>,
-    bytes: Vec<u8>,
-}
-
-/// What one request carried.
-#[derive(Debug, Clone)]
-struct Seen {
-    authorization: Option<String>,
-    fields: BTreeMap<String, Field>,
-}
-
-/// The answer the server gives next: status, extra headers, body.
-type Scripted = (StatusCode, Vec<(&'static str, &'static str)>, &'static str);
-
-#[derive(Clone, Default)]
-struct Fake {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    answers: Arc<Mutex<Vec<Scripted>>>,
-}
-
-async fn transcriptions(
-    State(fake): State<Fake>,
-    headers: HeaderMap,
-    mut multipart: Multipart,
-) -> Response {
-    let mut fields = BTreeMap::new();
-    while let Some(field) = multipart.next_field().await.unwrap() {
-        let name = field.name().unwrap().to_owned();
-        let file_name = field.file_name().map(str::to_owned);
-        let content_type = field.content_type().map(str::to_owned);
-        let bytes = field.bytes().await.unwrap().to_vec();
-        fields.insert(
-            name,
-            Field {
-                file_name,
-                content_type,
-                bytes,
-            },
-        );
-    }
-    fake.seen.lock().unwrap().push(Seen {
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap().to_owned()),
-        fields,
-    });
-    let (status, extra, body) = fake.answers.lock().unwrap().remove(0);
-    let mut response = (status, body).into_response();
-    for (name, value) in extra {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
-
-struct Server {
-    fake: Fake,
-    url: String,
-}
-
-async fn server() -> Server {
-    let fake = Fake::default();
-    let app = axum::Router::new()
-        .route("/v1/audio/transcriptions", post(transcriptions))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/v1/audio/transcriptions",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server { fake, url }
-}
-
-impl Server {
-    fn answer(&self, answer: Scripted) {
-        self.fake.answers.lock().unwrap().push(answer);
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.fake.seen.lock().unwrap().clone()
-    }
-
-    fn provider(&self, configure: impl FnOnce(&mut TranscriptionConfig)) -> OpenAiProvider {
-        let mut config = TranscriptionConfig {
-            endpoint_url: Some(self.url.parse().unwrap()),
-            ..TranscriptionConfig::default()
-        };
-        configure(&mut config);
-        OpenAiProvider::new(&config).unwrap()
-    }
-}
+use support::{Field, Scripted, server};
 
 fn text(field: &Field) -> &str {
     std::str::from_utf8(&field.bytes).unwrap()

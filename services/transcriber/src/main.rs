@@ -1,0 +1,7 @@
+//! `transcriber`: see the library docs. Runs until SIGTERM or Ctrl-C, then drains.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    bcfy_runtime::service::main("transcriber", bcfy_transcriber::run)
+}

@@ -1,0 +1,203 @@
+//! One audio message in, at most one transcript out. A non-final chunk is acked at once (it
+//! stays in the stream); the final chunk triggers the call: its audio is rebuilt from the
+//! stream, transcribed whole, and the `TranscriptionResult` published before the ack. Transient
+//! failures NAK with a growing delay (or the provider's `Retry-After`); permanent ones go to a
+//! dead letter with the reason. No transcript is ever made up.
+
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream;
+use bcfy_bus::consume::growing_delay;
+use bcfy_bus::reassemble::reassemble;
+use bcfy_bus::subject::{self, ParsedSubject};
+use bcfy_bus::{CallId, Delivery, Failure, Publisher, Stage};
+use bcfy_proto::{AudioPayloadEvent, TranscriptionResult};
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::config::{ConsumerConfig, TranscriptionConfig};
+use crate::metrics::Metrics;
+use crate::openai::OpenAiProvider;
+
+/// What every transcription task shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Transcriber {
+    pub(crate) js: jetstream::Context,
+    pub(crate) publisher: Publisher,
+    pub(crate) provider: OpenAiProvider,
+    pub(crate) settings: TranscriptionConfig,
+    pub(crate) consumer: ConsumerConfig,
+    pub(crate) metrics: Metrics,
+}
+
+fn failure(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> Failure {
+    Failure {
+        kind: kind.to_owned(),
+        reason: reason.into(),
+        call_id: call_id.cloned(),
+    }
+}
+
+impl Transcriber {
+    /// Handles one delivery to the end: acked, NAKed or dead-lettered before this returns.
+    pub(crate) async fn handle(&self, delivery: Delivery) {
+        let event = match delivery.decode::<AudioPayloadEvent>() {
+            Ok(event) => event,
+            Err(error) => {
+                return self
+                    .give_up(delivery, failure("poison", error.to_string(), None))
+                    .await;
+            }
+        };
+        let Ok(ParsedSubject::Audio(shard, call_id)) = delivery.subject().parse() else {
+            let reason = format!("`{}` is not an audio subject", delivery.subject());
+            return self
+                .give_up(delivery, failure("poison", reason, None))
+                .await;
+        };
+        if !event.r#final {
+            // Kept in the stream; the final chunk's handler reads it back.
+            return self.ack(delivery).await;
+        }
+        let span = tracing::info_span!("transcribe", call_id = %call_id);
+        delivery.follow_trace(&span);
+        self.transcribe(delivery, event, shard, call_id)
+            .instrument(span)
+            .await;
+    }
+
+    async fn transcribe(
+        &self,
+        delivery: Delivery,
+        event: AudioPayloadEvent,
+        shard: bcfy_bus::Shard,
+        call_id: CallId,
+    ) {
+        let heartbeat = delivery.keep_alive(self.consumer.ack_wait / 3);
+        let audio = match reassemble(&self.js, delivery.subject(), &event).await {
+            Ok(audio) => audio,
+            Err(error) if error.is_transient() => {
+                drop(heartbeat);
+                self.metrics
+                    .failures
+                    .with_label_values(&["reassembly"])
+                    .inc();
+                tracing::warn!(error = %error, "Reading the call's chunks failed; retrying.");
+                return self.retry(delivery, None).await;
+            }
+            Err(error) => {
+                drop(heartbeat);
+                self.metrics
+                    .failures
+                    .with_label_values(&["reassembly"])
+                    .inc();
+                let reason = failure("reassembly", error.to_string(), Some(&call_id));
+                return self.give_up(delivery, reason).await;
+            }
+        };
+        let prompt = self.settings.prompt_for(shard.sid, shard.tg);
+        self.metrics.in_flight.inc();
+        let started = Instant::now();
+        let answer = self
+            .provider
+            .transcribe(audio, &event.content_type, prompt)
+            .await;
+        let took = started.elapsed().as_secs_f64();
+        self.metrics.in_flight.dec();
+        let transcript = match answer {
+            Ok(transcript) => transcript,
+            Err(error) => {
+                drop(heartbeat);
+                self.metrics
+                    .failures
+                    .with_label_values(&[error.kind()])
+                    .inc();
+                if error.is_transient() {
+                    tracing::warn!(error = %error, "Transcription failed; retrying.");
+                    return self.retry(delivery, error.retry_after()).await;
+                }
+                let reason = failure(error.kind(), error.to_string(), Some(&call_id));
+                return self.give_up(delivery, reason).await;
+            }
+        };
+        self.metrics.stt_seconds.observe(took);
+        let call = event.call.clone();
+        let audio_seconds = transcript
+            .duration_seconds
+            .or(call
+                .as_ref()
+                .and_then(|c| c.call_duration)
+                .map(|s| s as f64))
+            .unwrap_or(event.end_offset);
+        if audio_seconds > 0.0 {
+            self.metrics.audio_seconds.inc_by(audio_seconds);
+            self.metrics.real_time_factor.observe(took / audio_seconds);
+        }
+        let result = TranscriptionResult {
+            call_id: call_id.to_string(),
+            text: transcript.text,
+            language: transcript.language.unwrap_or_default(),
+            average_logprob: transcript.average_logprob,
+            segments: transcript.segments,
+            provider: self.settings.provider.as_str().to_owned(),
+            model: self.provider.model().to_owned(),
+            completed_at: Some(SystemTime::now().into()),
+            audio_duration_seconds: audio_seconds,
+            call,
+        };
+        let published = self
+            .publisher
+            .publish(
+                subject::transcription(shard, &call_id),
+                call_id.as_str(),
+                &result,
+            )
+            .await;
+        drop(heartbeat);
+        match published {
+            Ok(_) => {
+                self.metrics.transcriptions.inc();
+                tracing::debug!(chars = result.text.len(), "Transcript published.");
+                self.ack(delivery).await;
+            }
+            Err(error) => {
+                self.metrics.failures.with_label_values(&["publish"]).inc();
+                tracing::warn!(error = %error, "Publishing the transcript failed; retrying.");
+                self.retry(delivery, None).await;
+            }
+        }
+    }
+
+    async fn ack(&self, delivery: Delivery) {
+        if let Err(error) = delivery.ack().await {
+            tracing::warn!(error = %error, "Ack failed; the message returns and is deduplicated.");
+        }
+    }
+
+    /// NAK after `asked` (the provider's `Retry-After`) or a delay growing with the attempt.
+    async fn retry(&self, delivery: Delivery, asked: Option<Duration>) {
+        let delay = asked.unwrap_or_else(|| {
+            growing_delay(
+                self.consumer.retry_initial_delay,
+                self.consumer.retry_max_delay,
+                delivery.attempt(),
+            )
+        });
+        if let Err(error) = delivery.nak(delay).await {
+            tracing::warn!(error = %error, "NAK failed; the call returns after its ack wait.");
+        }
+    }
+
+    async fn give_up(&self, delivery: Delivery, failure: Failure) {
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&failure.kind])
+            .inc();
+        if let Err(error) = delivery
+            .dead_letter(&self.publisher, Stage::Transcriber, failure)
+            .await
+        {
+            tracing::warn!(error = %error, "Dead letter failed; the call will be retried.");
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The transcriber service with a real nats-server and the in-process OpenAI-compatible server:
+//! chunked calls rebuilt by whichever replica gets the final chunk, exactly one transcript per
+//! call, retries on transient failures, dead letters on permanent ones, and `enabled: false`.
+
+mod support;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use axum::http::StatusCode;
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::ensure::ensure_topology;
+use bcfy_bus::topology::{
+    CONSUMER_TRANSCRIBER, STREAM_CALLS_AUDIO, STREAM_DEAD_LETTERS, STREAM_TRANSCRIPTIONS, Topology,
+    TopologyConfig,
+};
+use bcfy_bus::{CallId, Publisher, Shard, subject};
+use bcfy_proto::{AudioPayloadEvent, Call, DeadLetter, TranscriptionResult};
+use bcfy_runtime::admin::Readiness;
+use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
+use bcfy_transcriber::config::{ConsumerConfig, TranscriberConfig};
+use bcfy_transcriber::{TranscriberError, TranscriptionConfig};
+use sha2::{Digest as _, Sha256};
+use support::{Server, heard, server};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const SHARD: Shard = Shard {
+    sid: 7001,
+    tg: 2345,
+};
+
+struct Harness {
+    nats: NatsServer,
+    js: jetstream::Context,
+    stt: Server,
+}
+
+async fn harness() -> Harness {
+    let nats = NatsServer::start().await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    ensure_topology(&js, &Topology::new(TopologyConfig::default()))
+        .await
+        .unwrap();
+    Harness {
+        nats,
+        js,
+        stt: server().await,
+    }
+}
+
+struct Running {
+    service: Isolated<Result<(), TranscriberError>>,
+    registry: prometheus::Registry,
+    readiness: Readiness,
+}
+
+impl Harness {
+    fn config(&self) -> TranscriberConfig {
+        TranscriberConfig {
+            nats: NatsConfig {
+                urls: vec![self.nats.url()],
+                ..NatsConfig::default()
+            },
+            transcription: TranscriptionConfig {
+                endpoint_url: Some(self.stt.url.parse().unwrap()),
+                request_timeout: Duration::from_secs(5),
+                ..TranscriptionConfig::default()
+            },
+            consumer: ConsumerConfig {
+                ack_wait: Duration::from_secs(3),
+                retry_initial_delay: Duration::from_millis(200),
+                retry_max_delay: Duration::from_secs(1),
+                ..ConsumerConfig::default()
+            },
+            ..TranscriberConfig::default()
+        }
+    }
+
+    fn start(&self, config: TranscriberConfig) -> Running {
+        let registry = prometheus::Registry::new();
+        let readiness = Readiness::new();
+        let (r, ready) = (registry.clone(), readiness.clone());
+        let service =
+            Isolated::spawn(move |shutdown| bcfy_transcriber::serve(config, shutdown, ready, r));
+        Running {
+            service,
+            registry,
+            readiness,
+        }
+    }
+
+    /// Publishes `size` bytes of audio for call `n` in chunks of `chunk`, as the fetcher would.
+    async fn publish_call(&self, n: u32, size: usize, chunk: usize) -> (CallId, Vec<u8>) {
+        let call_id = CallId::parse(&format!("1502-176722{n:04}-2345-h{n}")).unwrap();
+        let audio: Vec<u8> = (0..size).map(|i| (i as u32 * 7 + n) as u8).collect();
+        let sha: String = Sha256::digest(&audio)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let pieces: Vec<&[u8]> = audio.chunks(chunk).collect();
+        let publisher = Publisher::new(self.js.clone());
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = i + 1 == pieces.len();
+            let event = AudioPayloadEvent {
+                call_id: call_id.to_string(),
+                sequence: u32::try_from(i).unwrap(),
+                byte_offset: (i * chunk) as u64,
+                payload: piece.to_vec().into(),
+                content_type: "audio/mp4".into(),
+                r#final: last,
+                total_size: if last { size as u64 } else { 0 },
+                sha256: if last { sha.clone() } else { String::new() },
+                call: Some(Call {
+                    call_duration: Some(4),
+                    ..Call::default()
+                }),
+                ..AudioPayloadEvent::default()
+            };
+            publisher
+                .publish(
+                    subject::audio(SHARD, &call_id),
+                    &format!("{call_id}-{i}"),
+                    &event,
+                )
+                .await
+                .unwrap();
+        }
+        (call_id, audio)
+    }
+
+    async fn stored<M: prost::Message + Default>(&self, stream: &str) -> Vec<(String, M)> {
+        let mut stream = self.js.get_stream(stream).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut messages = Vec::new();
+        for sequence in 1..=last {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                let decoded = M::decode(message.payload.as_ref()).unwrap();
+                messages.push((message.subject.to_string(), decoded));
+            }
+        }
+        messages
+    }
+
+    async fn transcripts(&self) -> Vec<(String, TranscriptionResult)> {
+        self.stored(STREAM_TRANSCRIPTIONS).await
+    }
+
+    /// Waits until `count` transcripts exist, then checks no more arrive before the audio
+    /// consumer has settled every message.
+    async fn expect_transcripts(&self, count: usize) -> Vec<(String, TranscriptionResult)> {
+        eventually(PATIENCE, "the transcripts", || async {
+            let settled = self.settled().await;
+            let transcripts = self.transcripts().await;
+            (settled && transcripts.len() >= count).then_some(())
+        })
+        .await;
+        let transcripts = self.transcripts().await;
+        assert_eq!(transcripts.len(), count, "exactly one transcript per call");
+        transcripts
+    }
+
+    /// True when the transcriber consumer has nothing pending or unacknowledged.
+    async fn settled(&self) -> bool {
+        let Ok(mut consumer) = self
+            .js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                CONSUMER_TRANSCRIBER,
+                STREAM_CALLS_AUDIO,
+            )
+            .await
+        else {
+            return false;
+        };
+        let info = consumer.info().await.unwrap();
+        info.num_pending == 0 && info.num_ack_pending == 0
+    }
+}
+
+impl Running {
+    fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        metric(&self.registry, name, label)
+    }
+}
+
+#[tokio::test]
+async fn chunked_calls_across_two_replicas_give_one_transcript_each() {
+    let h = harness().await;
+    let replicas = [h.start(h.config()), h.start(h.config())];
+    let mut calls = Vec::new();
+    for n in 0..6 {
+        calls.push(h.publish_call(n, 10_000 + 1000 * n as usize, 4096).await);
+    }
+    let transcripts = h.expect_transcripts(calls.len()).await;
+    for (call_id, audio) in &calls {
+        let (subject, result) = transcripts
+            .iter()
+            .find(|(_, t)| t.call_id == call_id.as_str())
+            .expect("a transcript for every call");
+        assert_eq!(subject, &subject::transcription(SHARD, call_id));
+        assert_eq!(result.text, heard(audio.len()), "the whole call, rebuilt");
+        assert_eq!(
+            (result.provider.as_str(), result.model.as_str()),
+            ("openai", "whisper-1")
+        );
+        assert_eq!(result.audio_duration_seconds, 4.0);
+    }
+    let uploads: Vec<Vec<u8>> = h
+        .stt
+        .seen()
+        .into_iter()
+        .map(|s| s.fields["file"].bytes.clone())
+        .collect();
+    assert_eq!(uploads.len(), calls.len(), "each call uploaded once");
+    for (_, audio) in &calls {
+        assert!(uploads.contains(audio), "byte-identical upload");
+    }
+    let done: f64 = replicas
+        .iter()
+        .map(|r| r.metric("bcfy_transcriber_transcriptions_total", None))
+        .sum();
+    assert_eq!(done, calls.len() as f64);
+    for replica in replicas {
+        replica.service.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_and_a_permanent_one_dead_lettered() {
+    let h = harness().await;
+    h.stt.answer((
+        StatusCode::SERVICE_UNAVAILABLE,
+        vec![("retry-after", "1")],
+        "busy",
+    ));
+    let transcriber = h.start(h.config());
+    let (retried, audio) = h.publish_call(1, 3000, 4096).await;
+    let transcripts = h.expect_transcripts(1).await;
+    assert_eq!(transcripts[0].1.call_id, retried.as_str());
+    assert_eq!(transcripts[0].1.text, heard(audio.len()));
+    assert_eq!(h.stt.seen().len(), 2, "one failure, one retry");
+
+    h.stt.answer((StatusCode::OK, vec![], r#"{"text":""}"#));
+    let (empty, _) = h.publish_call(2, 3000, 4096).await;
+    let letter = eventually(PATIENCE, "the dead letter", || async {
+        h.stored::<DeadLetter>(STREAM_DEAD_LETTERS).await.pop()
+    })
+    .await
+    .1;
+    assert_eq!(letter.call_id, empty.as_str());
+    assert_eq!(letter.stage, "transcriber");
+    assert!(letter.reason.contains("no text"), "{}", letter.reason);
+    h.expect_transcripts(1).await;
+    assert_eq!(
+        transcriber.metric(
+            "bcfy_transcriber_failures_total",
+            Some(("kind", "stt_server_error"))
+        ),
+        1.0
+    );
+    transcriber.service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn disabled_transcription_consumes_nothing() {
+    let h = harness().await;
+    let mut config = h.config();
+    config.transcription.enabled = false;
+    let transcriber = h.start(config);
+    // Ready means set up: an enabled transcriber has its consumer by then.
+    eventually(PATIENCE, "readiness", || async {
+        transcriber.readiness.is_ready().then_some(())
+    })
+    .await;
+    h.publish_call(1, 3000, 4096).await;
+    transcriber.service.stop().await.unwrap();
+    assert!(!h.settled().await, "no transcriber consumer was created");
+    assert!(h.transcripts().await.is_empty() && h.stt.seen().is_empty());
+}
