@@ -261,6 +261,42 @@ async fn a_transient_failure_is_retried_and_a_permanent_one_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_call_longer_than_the_ack_wait_is_kept_alive_and_transcribed_once() {
+    let h = harness().await;
+    // 4 s per answer against a 3 s ack wait: only the in-progress heartbeats prevent a
+    // redelivery.
+    h.stt.set_delay(Duration::from_secs(4));
+    let transcriber = h.start(h.config());
+    h.publish_call(1, 3000, 4096).await;
+    h.expect_transcripts(1).await;
+    assert_eq!(
+        h.stt.seen().len(),
+        1,
+        "not redelivered while being transcribed"
+    );
+    transcriber.service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_kill_mid_transcription_is_redelivered_with_exactly_one_transcript() {
+    let h = harness().await;
+    h.stt.set_delay(Duration::from_secs(30));
+    let first = h.start(h.config());
+    let (call_id, audio) = h.publish_call(1, 10_000, 4096).await;
+    eventually(PATIENCE, "the upload to arrive", || async {
+        (!h.stt.seen().is_empty()).then_some(())
+    })
+    .await;
+    first.service.kill();
+    h.stt.set_delay(Duration::ZERO);
+    let second = h.start(h.config());
+    let transcripts = h.expect_transcripts(1).await;
+    assert_eq!(transcripts[0].1.call_id, call_id.as_str());
+    assert_eq!(transcripts[0].1.text, heard(audio.len()));
+    second.service.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn disabled_transcription_consumes_nothing() {
     let h = harness().await;
     let mut config = h.config();

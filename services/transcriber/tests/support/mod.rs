@@ -33,6 +33,8 @@ pub(crate) type Scripted = (StatusCode, Vec<(&'static str, &'static str)>, &'sta
 
 #[derive(Clone, Default)]
 pub(crate) struct Fake {
+    /// How long each answer takes (a slow provider).
+    pub(crate) delay: Arc<Mutex<std::time::Duration>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     answers: Arc<Mutex<Vec<Scripted>>>,
 }
@@ -57,20 +59,20 @@ async fn transcriptions(
             },
         );
     }
+    let size = fields.get("file").map_or(0, |file| file.bytes.len());
     fake.seen.lock().unwrap().push(Seen {
         authorization: headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap().to_owned()),
         fields,
     });
+    let delay = *fake.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let scripted = {
         let mut answers = fake.answers.lock().unwrap();
         (!answers.is_empty()).then(|| answers.remove(0))
     };
     let Some((status, extra, body)) = scripted else {
-        let size = fake.seen.lock().unwrap().last().unwrap().fields["file"]
-            .bytes
-            .len();
         return axum::Json(serde_json::json!({ "text": heard(size) })).into_response();
     };
     let mut response = (status, body).into_response();
@@ -102,6 +104,10 @@ pub(crate) async fn server() -> Server {
 impl Server {
     pub(crate) fn answer(&self, answer: Scripted) {
         self.fake.answers.lock().unwrap().push(answer);
+    }
+
+    pub(crate) fn set_delay(&self, delay: std::time::Duration) {
+        *self.fake.delay.lock().unwrap() = delay;
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
