@@ -91,6 +91,22 @@ impl Validate for TranscriberConfig {
                 "must be > 0 and <= retry_max_delay",
             ));
         }
+        if c.provider_backoff_after == 0 {
+            issues.push(ConfigIssue::new(
+                &consumer,
+                "provider_backoff_after",
+                "must be at least 1",
+            ));
+        }
+        if c.provider_backoff_initial.is_zero()
+            || c.provider_backoff_initial > c.provider_backoff_max
+        {
+            issues.push(ConfigIssue::new(
+                &consumer,
+                "provider_backoff_initial",
+                "must be > 0 and <= provider_backoff_max",
+            ));
+        }
         if !bcfy_bus::call_id::is_token_safe(&c.durable_name) {
             issues.push(ConfigIssue::new(
                 &consumer,
@@ -119,6 +135,14 @@ pub struct ConsumerConfig {
     /// Longest NAK delay.
     #[serde(with = "units::duration")]
     pub retry_max_delay: Duration,
+    /// Transient provider failures in a row after which this replica stops taking calls.
+    pub provider_backoff_after: u32,
+    /// The first such pause; it doubles with each further failure.
+    #[serde(with = "units::duration")]
+    pub provider_backoff_initial: Duration,
+    /// The longest such pause.
+    #[serde(with = "units::duration")]
+    pub provider_backoff_max: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -129,6 +153,9 @@ impl Default for ConsumerConfig {
             ack_wait: Duration::from_secs(60),
             retry_initial_delay: Duration::from_secs(2),
             retry_max_delay: Duration::from_secs(120),
+            provider_backoff_after: 3,
+            provider_backoff_initial: Duration::from_secs(5),
+            provider_backoff_max: Duration::from_secs(300),
         }
     }
 }

@@ -10,11 +10,13 @@
 //! - [`config`]: the settings, [`TranscriberConfig`] and the spec's [`TranscriptionConfig`];
 //! - [`openai`]: the provider for any OpenAI-compatible `/v1/audio/transcriptions` endpoint;
 //! - [`error`]: [`TranscriptionError`], transient or permanent;
+//! - `gate`: the back-off that protects the provider after repeated failures;
 //! - `transcribe`: one audio message to at most one transcript, and its failure handling;
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod config;
 pub mod error;
+mod gate;
 pub mod metrics;
 pub mod openai;
 mod transcribe;
@@ -120,11 +122,17 @@ pub async fn serve(
         )
     };
     let (consumer, _) = ensure_consumer(&js, &spec).await?;
+    let gate = gate::ProviderGate::new(
+        consumer_config.provider_backoff_after,
+        consumer_config.provider_backoff_initial,
+        consumer_config.provider_backoff_max,
+    );
     let transcriber = Arc::new(transcribe::Transcriber {
         js: js.clone(),
         publisher: Publisher::new(js.clone()),
         provider: OpenAiProvider::new(&config.transcription).map_err(TranscriberError::Provider)?,
         settings: config.transcription.clone(),
+        gate: gate.clone(),
         consumer: consumer_config.clone(),
         metrics,
     });
@@ -139,16 +147,34 @@ pub async fn serve(
 
     let limit = Arc::new(Semaphore::new(concurrency));
     let tasks = TaskTracker::new();
-    loop {
+    'pull: loop {
         let permit = tokio::select! {
             permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
             () = shutdown.cancelled() => break,
         };
+        // While the provider keeps failing, take no call (a pause may grow while waiting).
+        loop {
+            let pause = gate.wait();
+            if pause.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => break 'pull,
+            }
+        }
         let next = tokio::select! {
             next = messages.next() => next,
             () = shutdown.cancelled() => break,
         };
         match next {
+            Some(Ok(message)) if !gate.wait().is_zero() => {
+                // The gate closed while this call was on its way: hand it back for later.
+                if let Err(error) = Delivery::new(message).nak(gate.wait()).await {
+                    tracing::warn!(error = %error, "NAK while paused failed.");
+                }
+                drop(permit);
+            }
             Some(Ok(message)) => {
                 let transcriber = Arc::clone(&transcriber);
                 tasks.spawn(async move {

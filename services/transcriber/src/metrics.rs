@@ -19,6 +19,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Calls dead-lettered, by kind.
     pub dead_letters: IntCounterVec,
+    /// Pauses of this replica after repeated provider failures.
+    pub provider_pauses: IntCounter,
 }
 
 impl Metrics {
@@ -56,6 +58,10 @@ impl Metrics {
             Opts::new(name("dead_letters_total"), "Calls dead-lettered, by kind."),
             &["kind"],
         )?;
+        let provider_pauses = IntCounter::new(
+            name("provider_pauses_total"),
+            "Pauses after repeated provider failures.",
+        )?;
         for metric in [
             Box::new(transcriptions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
@@ -64,6 +70,7 @@ impl Metrics {
             Box::new(audio_seconds.clone()),
             Box::new(in_flight.clone()),
             Box::new(dead_letters.clone()),
+            Box::new(provider_pauses.clone()),
         ] {
             registry.register(metric)?;
         }
@@ -75,6 +82,7 @@ impl Metrics {
             audio_seconds,
             in_flight,
             dead_letters,
+            provider_pauses,
         })
     }
 }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::config::{ConsumerConfig, TranscriptionConfig};
+use crate::gate::ProviderGate;
 use crate::metrics::Metrics;
 use crate::openai::OpenAiProvider;
 
@@ -28,6 +29,7 @@ pub(crate) struct Transcriber {
     pub(crate) settings: TranscriptionConfig,
     pub(crate) consumer: ConsumerConfig,
     pub(crate) metrics: Metrics,
+    pub(crate) gate: ProviderGate,
 }
 
 fn failure(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> Failure {
@@ -113,6 +115,10 @@ impl Transcriber {
                     .with_label_values(&[error.kind()])
                     .inc();
                 if error.is_transient() {
+                    if let Some(pause) = self.gate.failed(error.retry_after()) {
+                        self.metrics.provider_pauses.inc();
+                        tracing::warn!(pause = ?pause, "The provider keeps failing; pausing.");
+                    }
                     tracing::warn!(error = %error, "Transcription failed; retrying.");
                     return self.retry(delivery, error.retry_after()).await;
                 }
@@ -120,6 +126,7 @@ impl Transcriber {
                 return self.give_up(delivery, reason).await;
             }
         };
+        self.gate.succeeded();
         self.metrics.stt_seconds.observe(took);
         let call = event.call.clone();
         let audio_seconds = transcript

@@ -261,6 +261,35 @@ async fn a_transient_failure_is_retried_and_a_permanent_one_dead_lettered() {
 }
 
 #[tokio::test]
+async fn repeated_provider_failures_pause_the_replica() {
+    let h = harness().await;
+    for _ in 0..3 {
+        h.stt
+            .answer((StatusCode::SERVICE_UNAVAILABLE, vec![], "down"));
+    }
+    let mut config = h.config();
+    config.consumer.provider_backoff_after = 2;
+    config.consumer.provider_backoff_initial = Duration::from_secs(1);
+    config.consumer.provider_backoff_max = Duration::from_secs(2);
+    let transcriber = h.start(config);
+    h.publish_call(1, 3000, 4096).await;
+    h.expect_transcripts(1).await;
+    let at: Vec<_> = h.stt.seen().iter().map(|s| s.at).collect();
+    assert_eq!(at.len(), 4, "three failures, then the answer");
+    // The per-call NAK delays are 0.2 s, 0.4 s and 0.8 s; the pauses are longer.
+    assert!(
+        at[2] - at[1] >= Duration::from_secs(1),
+        "paused 1 s after 2 failures"
+    );
+    assert!(at[3] - at[2] >= Duration::from_secs(2), "then 2 s");
+    assert_eq!(
+        transcriber.metric("bcfy_transcriber_provider_pauses_total", None),
+        2.0
+    );
+    transcriber.service.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_call_longer_than_the_ack_wait_is_kept_alive_and_transcribed_once() {
     let h = harness().await;
     // 4 s per answer against a 3 s ack wait: only the in-progress heartbeats prevent a

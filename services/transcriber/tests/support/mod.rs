@@ -24,6 +24,7 @@ pub(crate) struct Field {
 /// What one request carried.
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
+    pub(crate) at: tokio::time::Instant,
     pub(crate) authorization: Option<String>,
     pub(crate) fields: BTreeMap<String, Field>,
 }
@@ -61,6 +62,7 @@ async fn transcriptions(
     }
     let size = fields.get("file").map_or(0, |file| file.bytes.len());
     fake.seen.lock().unwrap().push(Seen {
+        at: tokio::time::Instant::now(),
         authorization: headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap().to_owned()),
