@@ -21,12 +21,9 @@ use bcfy_broadcastify::Client;
 use bcfy_bus::backlog::Backlog;
 use bcfy_bus::ensure::{ensure_consumer, ensure_topology_retrying};
 use bcfy_bus::topology::{ConsumerSpec, STREAM_CALLS_AUDIO, Topology};
-use bcfy_bus::{Delivery, Publisher};
+use bcfy_bus::{Publisher, worker};
 use bcfy_runtime::admin::{Readiness, serve_with_admin};
-use futures::StreamExt as _;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::{AudioConfig, FetcherConfig};
 
@@ -124,7 +121,7 @@ pub async fn serve(
             move |backlog| gauge.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
         ));
     }
-    let mut messages = consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(concurrency)
         .messages()
@@ -132,52 +129,20 @@ pub async fn serve(
         .map_err(|e| FetcherError::Pull(e.into()))?;
     ready.set_ready();
     tracing::info!(consumer = %audio.durable_name, filter = %audio.filter_subject, concurrency, "Audio fetcher started.");
-
-    let limit = Arc::new(Semaphore::new(concurrency));
-    let tasks = TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = shutdown.cancelled() => break,
-        };
-        let next = tokio::select! {
-            next = messages.next() => next,
-            () = shutdown.cancelled() => break,
-        };
-        match next {
-            Some(Ok(message))
-                if audio.transcription_enabled
-                    && backlog.get() > audio.transcriber_backlog_threshold =>
-            {
-                // The transcriber lags: hand the call back for later instead of downloading.
-                metrics.backpressure_pauses.inc();
-                if let Err(error) = Delivery::new(message).nak(BACKLOG_EVERY).await {
-                    tracing::warn!(error = %error, "NAK while paused failed.");
-                }
-                drop(permit);
-                tokio::select! {
-                    () = tokio::time::sleep(BACKLOG_EVERY) => {}
-                    () = shutdown.cancelled() => break,
-                }
-            }
-            Some(Ok(message)) => {
-                let fetcher = Arc::clone(&fetcher);
-                tasks.spawn(async move {
-                    fetcher.handle(Delivery::new(message)).await;
-                    drop(permit);
-                });
-            }
-            Some(Err(error)) => {
-                tracing::warn!(error = %error, "Pulling failed; retrying.");
-                tokio::time::sleep(SETUP_RETRY).await;
-            }
-            None => break,
-        }
-    }
-    // Stop pulling; let the downloads in flight finish and settle their messages.
-    drop(messages);
-    tasks.close();
-    tasks.wait().await;
+    // While the transcriber lags, a call is handed back for later instead of downloaded.
+    let hold_back = || {
+        let lagging =
+            audio.transcription_enabled && backlog.get() > audio.transcriber_backlog_threshold;
+        lagging.then(|| {
+            metrics.backpressure_pauses.inc();
+            BACKLOG_EVERY
+        })
+    };
+    worker::work(messages, concurrency, &shutdown, hold_back, |delivery| {
+        let fetcher = Arc::clone(&fetcher);
+        async move { fetcher.handle(delivery).await }
+    })
+    .await;
     watcher_stop.cancel();
     tracing::info!("Audio fetcher stopped.");
     Ok(())

@@ -27,18 +27,15 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bcfy_bus::ensure::{ensure_consumer, ensure_topology_retrying};
 use bcfy_bus::topology::{ConsumerSpec, Topology};
-use bcfy_bus::{Delivery, Publisher};
+use bcfy_bus::{Publisher, worker};
 use bcfy_runtime::admin::{Readiness, serve_with_admin};
-use futures::StreamExt as _;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::{TranscriberConfig, TranscriptionConfig};
 pub use error::TranscriptionError;
 pub use openai::{OpenAiProvider, Transcript};
 
-/// Pause between attempts to set up NATS, or to pull again after an error.
+/// Pause between attempts to set up NATS.
 const RETRY: Duration = Duration::from_secs(2);
 
 /// Why the transcriber could not run.
@@ -136,7 +133,7 @@ pub async fn serve(
         consumer: consumer_config.clone(),
         metrics,
     });
-    let mut messages = consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(concurrency)
         .messages()
@@ -144,55 +141,13 @@ pub async fn serve(
         .map_err(|e| TranscriberError::Pull(e.into()))?;
     ready.set_ready();
     tracing::info!(consumer = %consumer_config.durable_name, filter = %consumer_config.filter_subject, concurrency, model = %config.transcription.model, "Transcriber started.");
-
-    let limit = Arc::new(Semaphore::new(concurrency));
-    let tasks = TaskTracker::new();
-    'pull: loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = shutdown.cancelled() => break,
-        };
-        // While the provider keeps failing, take no call (a pause may grow while waiting).
-        loop {
-            let pause = gate.wait();
-            if pause.is_zero() {
-                break;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = shutdown.cancelled() => break 'pull,
-            }
-        }
-        let next = tokio::select! {
-            next = messages.next() => next,
-            () = shutdown.cancelled() => break,
-        };
-        match next {
-            Some(Ok(message)) if !gate.wait().is_zero() => {
-                // The gate closed while this call was on its way: hand it back for later.
-                if let Err(error) = Delivery::new(message).nak(gate.wait()).await {
-                    tracing::warn!(error = %error, "NAK while paused failed.");
-                }
-                drop(permit);
-            }
-            Some(Ok(message)) => {
-                let transcriber = Arc::clone(&transcriber);
-                tasks.spawn(async move {
-                    transcriber.handle(Delivery::new(message)).await;
-                    drop(permit);
-                });
-            }
-            Some(Err(error)) => {
-                tracing::warn!(error = %error, "Pulling failed; retrying.");
-                tokio::time::sleep(RETRY).await;
-            }
-            None => break,
-        }
-    }
-    // Stop pulling; let the calls in flight finish and settle their messages.
-    drop(messages);
-    tasks.close();
-    tasks.wait().await;
+    // While the provider keeps failing, calls are handed back for the rest of the pause.
+    let hold_back = || Some(gate.wait()).filter(|pause| !pause.is_zero());
+    worker::work(messages, concurrency, &shutdown, hold_back, |delivery| {
+        let transcriber = Arc::clone(&transcriber);
+        async move { transcriber.handle(delivery).await }
+    })
+    .await;
     tracing::info!("Transcriber stopped.");
     Ok(())
 }
