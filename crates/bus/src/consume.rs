@@ -126,6 +126,17 @@ pub fn growing_delay(initial: Duration, max: Duration, attempt: u64) -> Duration
     initial.saturating_mul(1 << exponent).min(max)
 }
 
+impl Failure {
+    /// A failure of `kind` with its `reason`, for `call_id` when known.
+    pub fn new(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            reason: reason.into(),
+            call_id: call_id.cloned(),
+        }
+    }
+}
+
 impl Delivery {
     /// Wraps a received message.
     pub fn new(message: jetstream::Message) -> Self {
@@ -269,6 +280,22 @@ impl Delivery {
                 action: "term",
                 source,
             })
+    }
+
+    /// [`Delivery::nak`] for handlers that cannot do more about a failed NAK than log it: the
+    /// message then comes back after its ack wait anyway.
+    pub async fn nak_or_wait(self, delay: Duration) {
+        if let Err(error) = self.nak(delay).await {
+            tracing::warn!(error = %error, "NAK failed; the message returns after its ack wait.");
+        }
+    }
+
+    /// [`Delivery::dead_letter`] for handlers that cannot do more about a failure than log it:
+    /// the message is then redelivered and given up on again.
+    pub async fn dead_letter_or_retry(self, publisher: &Publisher, stage: Stage, failure: Failure) {
+        if let Err(error) = self.dead_letter(publisher, stage, failure).await {
+            tracing::warn!(error = %error, "Dead letter failed; the message will be redelivered.");
+        }
     }
 
     /// Publishes a [`DeadLetter`] on `deadletter.{stage}.{sid}.{tg}.{call_id}` with the reason,

@@ -45,9 +45,7 @@ pub async fn work<H, F>(
             Some(Ok(message)) => match hold_back() {
                 Some(pause) => {
                     drop(permit);
-                    if let Err(error) = Delivery::new(message).nak(pause).await {
-                        tracing::warn!(error = %error, "NAK while holding back failed.");
-                    }
+                    Delivery::new(message).nak_or_wait(pause).await;
                     pause
                 }
                 None => {

@@ -2,7 +2,7 @@
 //! then acknowledge the live message. Failures NAK with a growing delay (CDN 404 until the call
 //! is too old, transient errors) or dead-letter with the reason (poison, permanent errors).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bcfy_broadcastify::error::{AudioDownloadError, Error as ClientError};
 use bcfy_broadcastify::{AudioPiece, Client};
@@ -22,15 +22,6 @@ pub(crate) struct Fetcher {
     pub(crate) publisher: Publisher,
     pub(crate) config: AudioConfig,
     pub(crate) metrics: Metrics,
-}
-
-/// Why a call is given up on.
-fn failure(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> Failure {
-    Failure {
-        kind: kind.to_owned(),
-        reason: reason.into(),
-        call_id: call_id.cloned(),
-    }
 }
 
 /// The event for one piece of a call's audio. Offsets in seconds are proportional to bytes
@@ -77,14 +68,14 @@ impl Fetcher {
             Ok(envelope) => envelope,
             Err(error) => {
                 return self
-                    .give_up(delivery, failure("poison", error.to_string(), None))
+                    .give_up(delivery, Failure::new("poison", error.to_string(), None))
                     .await;
             }
         };
         let Ok(call_id) = CallId::parse(&envelope.call_id) else {
             let reason = format!("`{}` is not a call id", envelope.call_id);
             return self
-                .give_up(delivery, failure("poison", reason, None))
+                .give_up(delivery, Failure::new("poison", reason, None))
                 .await;
         };
         let span = tracing::info_span!("fetch_audio", call_id = %call_id);
@@ -99,7 +90,7 @@ impl Fetcher {
             return self
                 .give_up(
                     delivery,
-                    failure("poison", "the envelope has no call", Some(&call_id)),
+                    Failure::new("poison", "the envelope has no call", Some(&call_id)),
                 )
                 .await;
         };
@@ -113,7 +104,7 @@ impl Fetcher {
                 return self
                     .give_up(
                         delivery,
-                        failure("poison", "no sid or talkgroup", Some(&call_id)),
+                        Failure::new("poison", "no sid or talkgroup", Some(&call_id)),
                     )
                     .await;
             }
@@ -124,7 +115,7 @@ impl Fetcher {
                 return self
                     .give_up(
                         delivery,
-                        failure("audio_no_url", error.to_string(), Some(&call_id)),
+                        Failure::new("audio_no_url", error.to_string(), Some(&call_id)),
                     )
                     .await;
             }
@@ -153,7 +144,7 @@ impl Fetcher {
             if end.as_ref().is_some_and(|end| end.size == 0) {
                 self.metrics.in_flight.dec();
                 drop(heartbeat);
-                let reason = failure(
+                let reason = Failure::new(
                     "audio_empty",
                     "the CDN served an empty file",
                     Some(&call_id),
@@ -196,7 +187,7 @@ impl Fetcher {
                     delivery.attempt(),
                 );
                 tracing::warn!(error = %error, retry_in = ?delay, "Publishing audio failed; retrying.");
-                self.nak(delivery, delay).await;
+                delivery.nak_or_wait(delay).await;
             }
         }
     }
@@ -226,7 +217,10 @@ impl Fetcher {
                     age.as_secs()
                 );
                 return self
-                    .give_up(delivery, failure("cdn_not_found", reason, Some(call_id)))
+                    .give_up(
+                        delivery,
+                        Failure::new("cdn_not_found", reason, Some(call_id)),
+                    )
                     .await;
             }
             self.metrics
@@ -239,7 +233,7 @@ impl Fetcher {
                 attempt,
             );
             tracing::debug!(retry_in = ?delay, attempt, "Audio not on the CDN yet.");
-            return self.nak(delivery, delay).await;
+            return delivery.nak_or_wait(delay).await;
         }
         self.metrics.downloads.with_label_values(&["error"]).inc();
         let hint = error.retry_hint();
@@ -256,19 +250,13 @@ impl Fetcher {
                 )
             });
             tracing::warn!(error = %error, retry_in = ?delay, attempt, "Download failed; retrying.");
-            return self.nak(delivery, delay).await;
+            return delivery.nak_or_wait(delay).await;
         }
         self.give_up(
             delivery,
-            failure(error.kind(), error.to_string(), Some(call_id)),
+            Failure::new(error.kind(), error.to_string(), Some(call_id)),
         )
         .await;
-    }
-
-    async fn nak(&self, delivery: Delivery, delay: Duration) {
-        if let Err(error) = delivery.nak(delay).await {
-            tracing::warn!(error = %error, "NAK failed; the call returns after its ack wait.");
-        }
     }
 
     async fn give_up(&self, delivery: Delivery, failure: Failure) {
@@ -276,12 +264,9 @@ impl Fetcher {
             .dead_letters
             .with_label_values(&[&failure.kind])
             .inc();
-        if let Err(error) = delivery
-            .dead_letter(&self.publisher, Stage::AudioFetcher, failure)
-            .await
-        {
-            tracing::warn!(error = %error, "Dead letter failed; the call will be retried.");
-        }
+        delivery
+            .dead_letter_or_retry(&self.publisher, Stage::AudioFetcher, failure)
+            .await;
     }
 }
 

@@ -32,14 +32,6 @@ pub(crate) struct Transcriber {
     pub(crate) gate: ProviderGate,
 }
 
-fn failure(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> Failure {
-    Failure {
-        kind: kind.to_owned(),
-        reason: reason.into(),
-        call_id: call_id.cloned(),
-    }
-}
-
 impl Transcriber {
     /// Handles one delivery to the end: acked, NAKed or dead-lettered before this returns.
     pub(crate) async fn handle(&self, delivery: Delivery) {
@@ -47,14 +39,14 @@ impl Transcriber {
             Ok(event) => event,
             Err(error) => {
                 return self
-                    .give_up(delivery, failure("poison", error.to_string(), None))
+                    .give_up(delivery, Failure::new("poison", error.to_string(), None))
                     .await;
             }
         };
         let Ok(ParsedSubject::Audio(shard, call_id)) = delivery.subject().parse() else {
             let reason = format!("`{}` is not an audio subject", delivery.subject());
             return self
-                .give_up(delivery, failure("poison", reason, None))
+                .give_up(delivery, Failure::new("poison", reason, None))
                 .await;
         };
         if !event.r#final {
@@ -93,7 +85,7 @@ impl Transcriber {
                     .failures
                     .with_label_values(&["reassembly"])
                     .inc();
-                let reason = failure("reassembly", error.to_string(), Some(&call_id));
+                let reason = Failure::new("reassembly", error.to_string(), Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
         };
@@ -122,7 +114,7 @@ impl Transcriber {
                     tracing::warn!(error = %error, "Transcription failed; retrying.");
                     return self.retry(delivery, error.retry_after()).await;
                 }
-                let reason = failure(error.kind(), error.to_string(), Some(&call_id));
+                let reason = Failure::new(error.kind(), error.to_string(), Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
         };
@@ -190,9 +182,7 @@ impl Transcriber {
                 delivery.attempt(),
             )
         });
-        if let Err(error) = delivery.nak(delay).await {
-            tracing::warn!(error = %error, "NAK failed; the call returns after its ack wait.");
-        }
+        delivery.nak_or_wait(delay).await;
     }
 
     async fn give_up(&self, delivery: Delivery, failure: Failure) {
@@ -200,11 +190,8 @@ impl Transcriber {
             .dead_letters
             .with_label_values(&[&failure.kind])
             .inc();
-        if let Err(error) = delivery
-            .dead_letter(&self.publisher, Stage::Transcriber, failure)
-            .await
-        {
-            tracing::warn!(error = %error, "Dead letter failed; the call will be retried.");
-        }
+        delivery
+            .dead_letter_or_retry(&self.publisher, Stage::Transcriber, failure)
+            .await;
     }
 }
