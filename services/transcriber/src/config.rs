@@ -2,9 +2,11 @@
 //! defaults (`enabled`, `provider`, `model` "whisper-1", `endpoint_url`, `api_key`, `language`
 //! "en", `max_concurrency` 2), plus what a real deployment needs: a request timeout, a prompt per
 //! talkgroup (radio vocabulary, unit names), and the two settings in which OpenAI-compatible
-//! servers differ (`model_field`, `response_format`; see `shared/docs/stt-offline.md` §10).
+//! servers differ (`model_field`, `response_format`; see `shared/docs/stt-offline.md` §10), and
+//! the built-in engine's `whisper.*` (model file or CTranslate2 directory, threads, decoding).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bcfy_bus::connect::NatsConfig;
@@ -167,6 +169,8 @@ pub enum Provider {
     /// Any OpenAI-compatible `/v1/audio/transcriptions` endpoint.
     #[default]
     Openai,
+    /// The built-in whisper.cpp engine (`transcription.whisper.*`); no server.
+    Whisper,
 }
 
 impl Provider {
@@ -174,6 +178,7 @@ impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Openai => "openai",
+            Provider::Whisper => "whisper",
         }
     }
 }
@@ -227,6 +232,49 @@ pub struct TranscriptionConfig {
     pub response_format: ResponseFormat,
     /// A prompt per talkgroup, keyed `"{sid}.{tg}"` (unit names, street names, ten-codes).
     pub prompts: BTreeMap<String, String>,
+    /// The built-in engine (provider `whisper`).
+    pub whisper: WhisperConfig,
+}
+
+/// `transcription.whisper.*`: the built-in whisper.cpp engine. `model` names the transcripts'
+/// model; the weights come from `model_path`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhisperConfig {
+    /// A whisper.cpp ggml file, or a CTranslate2 (faster-whisper) model directory, converted
+    /// once into `model_cache_dir` (`transcriber convert-model` does it ahead of time).
+    pub model_path: Option<PathBuf>,
+    /// Where converted models are kept.
+    pub model_cache_dir: PathBuf,
+    /// CPU threads per call; unset divides the machine's cores among `max_concurrency` calls.
+    pub threads: Option<usize>,
+    /// 1 decodes greedily; more uses beam search with that many beams (slower).
+    pub beam_size: usize,
+    /// Re-decode unreliable windows at higher temperatures (whisper.cpp's default; slower on
+    /// noisy audio).
+    pub temperature_fallback: bool,
+}
+
+impl Default for WhisperConfig {
+    fn default() -> Self {
+        Self {
+            model_path: None,
+            model_cache_dir: std::env::temp_dir().join("bcfy-whisper-models"),
+            threads: None,
+            beam_size: 1,
+            temperature_fallback: false,
+        }
+    }
+}
+
+impl WhisperConfig {
+    /// Threads per call: as set, else the cores shared by `calls` calls at once.
+    pub fn threads_per_call(&self, calls: usize) -> usize {
+        self.threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            (cores / calls.max(1)).max(1)
+        })
+    }
 }
 
 impl Default for TranscriptionConfig {
@@ -243,6 +291,7 @@ impl Default for TranscriptionConfig {
             model_field: "model".to_owned(),
             response_format: ResponseFormat::VerboseJson,
             prompts: BTreeMap::new(),
+            whisper: WhisperConfig::default(),
         }
     }
 }
@@ -282,6 +331,26 @@ impl Validate for TranscriptionConfig {
                 "request_timeout",
                 "must be at least 1s",
             ));
+        }
+        if self.provider == Provider::Whisper {
+            let whisper = join_path(prefix, "whisper");
+            if self.whisper.model_path.is_none() {
+                issues.push(ConfigIssue::new(
+                    &whisper,
+                    "model_path",
+                    "is required with provider `whisper`",
+                ));
+            }
+            if self.whisper.beam_size == 0 {
+                issues.push(ConfigIssue::new(
+                    &whisper,
+                    "beam_size",
+                    "must be at least 1",
+                ));
+            }
+            if self.whisper.threads == Some(0) {
+                issues.push(ConfigIssue::new(&whisper, "threads", "must be at least 1"));
+            }
         }
         for key in self.prompts.keys() {
             let valid = key
@@ -336,6 +405,26 @@ mod tests {
             ]
         );
         assert_eq!(c.prompt_for(7001, 2345), Some("Engine 5"));
+        let whisper = TranscriptionConfig {
+            provider: Provider::Whisper,
+            whisper: WhisperConfig {
+                beam_size: 0,
+                threads: Some(0),
+                ..WhisperConfig::default()
+            },
+            ..TranscriptionConfig::default()
+        };
+        let mut issues = Vec::new();
+        whisper.validate("transcription", &mut issues);
+        let settings: Vec<&str> = issues.iter().map(|i| i.setting.as_str()).collect();
+        assert_eq!(
+            settings,
+            [
+                "transcription.whisper.model_path",
+                "transcription.whisper.beam_size",
+                "transcription.whisper.threads"
+            ]
+        );
         assert_eq!(c.prompt_for(7001, 1), None);
     }
 }

@@ -31,11 +31,24 @@ pub enum TranscriptionError {
     /// The answer had no text, or only whitespace.
     #[error("the STT answer has no text")]
     EmptyText,
+    /// The built-in engine could not decode the audio.
+    #[error("the audio cannot be decoded: {reason}")]
+    Undecodable {
+        /// The decoder's error.
+        reason: String,
+    },
+    /// The built-in engine failed on this call.
+    #[error("the Whisper engine failed: {reason}")]
+    Engine {
+        /// whisper.cpp's error.
+        reason: String,
+    },
 }
 
 impl TranscriptionError {
     /// True when trying the same call again later may succeed: transport failures, 408, 429 and
-    /// 5xx. Other 4xx (bad audio, bad model, bad key) and unreadable or empty answers are
+    /// 5xx. Other 4xx (bad audio, bad model, bad key), unreadable or empty answers, undecodable
+    /// audio and engine failures (whisper.cpp fails the same way on the same audio) are
     /// permanent for this call.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -43,7 +56,10 @@ impl TranscriptionError {
             TranscriptionError::Status { status, .. } => {
                 *status == 408 || *status == 429 || *status >= 500
             }
-            TranscriptionError::BadResponse { .. } | TranscriptionError::EmptyText => false,
+            TranscriptionError::BadResponse { .. }
+            | TranscriptionError::EmptyText
+            | TranscriptionError::Undecodable { .. }
+            | TranscriptionError::Engine { .. } => false,
         }
     }
 
@@ -64,6 +80,8 @@ impl TranscriptionError {
             TranscriptionError::Status { .. } => "stt_rejected",
             TranscriptionError::BadResponse { .. } => "stt_bad_response",
             TranscriptionError::EmptyText => "stt_empty_text",
+            TranscriptionError::Undecodable { .. } => "stt_undecodable",
+            TranscriptionError::Engine { .. } => "stt_engine",
         }
     }
 }

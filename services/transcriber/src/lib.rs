@@ -8,7 +8,9 @@
 //! # Layout
 //!
 //! - [`config`]: the settings, [`TranscriberConfig`] and the spec's [`TranscriptionConfig`];
+//! - [`provider`]: the configured [`Provider`] behind one interface;
 //! - [`openai`]: the provider for any OpenAI-compatible `/v1/audio/transcriptions` endpoint;
+//! - [`whisper`]: the built-in whisper.cpp engine;
 //! - [`error`]: [`TranscriptionError`], transient or permanent;
 //! - `gate`: the back-off that protects the provider after repeated failures;
 //! - `transcribe`: one audio message to at most one transcript, and its failure handling;
@@ -19,7 +21,9 @@ pub mod error;
 mod gate;
 pub mod metrics;
 pub mod openai;
+pub mod provider;
 mod transcribe;
+pub mod whisper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{TranscriberConfig, TranscriptionConfig};
 pub use error::TranscriptionError;
-pub use openai::{OpenAiProvider, Transcript};
+pub use openai::OpenAiProvider;
+pub use provider::{Provider, ProviderError, Transcript};
+pub use whisper::WhisperProvider;
 
 /// Pause between attempts to set up NATS.
 const RETRY: Duration = Duration::from_secs(2);
@@ -53,9 +59,9 @@ pub enum TranscriberError {
     /// The pull subscription could not be opened.
     #[error("cannot pull from the consumer")]
     Pull(#[source] async_nats::Error),
-    /// The provider's HTTP client could not be built.
-    #[error("cannot build the STT client")]
-    Provider(#[source] reqwest::Error),
+    /// The provider could not be set up.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// Metrics could not be registered.
     #[error("cannot register metrics")]
     Metrics(#[source] prometheus::Error),
@@ -119,6 +125,7 @@ pub async fn serve(
         )
     };
     let (consumer, _) = ensure_consumer(&js, &spec).await?;
+    let provider = Provider::from_config(&config.transcription).await?;
     let gate = gate::ProviderGate::new(
         consumer_config.provider_backoff_after,
         consumer_config.provider_backoff_initial,
@@ -127,7 +134,7 @@ pub async fn serve(
     let transcriber = Arc::new(transcribe::Transcriber {
         js: js.clone(),
         publisher: Publisher::new(js.clone()),
-        provider: OpenAiProvider::new(&config.transcription).map_err(TranscriberError::Provider)?,
+        provider,
         settings: config.transcription.clone(),
         gate: gate.clone(),
         consumer: consumer_config.clone(),

@@ -14,21 +14,7 @@ use url::Url;
 
 use crate::config::{ResponseFormat, TranscriptionConfig};
 use crate::error::TranscriptionError;
-
-/// A transcript as the provider gave it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transcript {
-    /// The whole text, trimmed; never empty.
-    pub text: String,
-    /// The language the provider reports, else the one asked for.
-    pub language: Option<String>,
-    /// Seconds of audio, when reported.
-    pub duration_seconds: Option<f64>,
-    /// Mean of the segments' average log-probabilities, when reported.
-    pub average_logprob: Option<f64>,
-    /// Timed segments (`verbose_json` only).
-    pub segments: Vec<TranscriptSegment>,
-}
+use crate::provider::Transcript;
 
 /// The answer body; unknown fields are ignored (servers add their own).
 #[derive(Debug, Deserialize)]

@@ -18,14 +18,14 @@ use tracing::Instrument as _;
 use crate::config::{ConsumerConfig, TranscriptionConfig};
 use crate::gate::ProviderGate;
 use crate::metrics::Metrics;
-use crate::openai::OpenAiProvider;
+use crate::provider::Provider;
 
 /// What every transcription task shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Transcriber {
     pub(crate) js: jetstream::Context,
     pub(crate) publisher: Publisher,
-    pub(crate) provider: OpenAiProvider,
+    pub(crate) provider: Provider,
     pub(crate) settings: TranscriptionConfig,
     pub(crate) consumer: ConsumerConfig,
     pub(crate) metrics: Metrics,

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test file uses part of it")]
 
+pub(crate) mod harness;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
