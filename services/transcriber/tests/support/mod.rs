@@ -4,6 +4,7 @@
 
 #![allow(dead_code, reason = "each test file uses part of it")]
 
+pub(crate) mod faster_whisper;
 pub(crate) mod harness;
 
 use std::collections::BTreeMap;
