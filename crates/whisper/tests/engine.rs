@@ -128,3 +128,29 @@ fn silence_gives_no_text_and_garbage_is_undecodable() {
         Err(DecodeError::Undecodable(_))
     ));
 }
+
+#[test]
+fn a_prompt_with_the_talkgroup_vocabulary_steers_the_transcript() {
+    let clip = clip("clip01");
+    let samples = decode_16k(clip.m4a, "audio/mp4").expect("decodes");
+    let plain = engine().transcribe(&samples, None).expect("transcribes");
+    let prompted = engine()
+        .transcribe(
+            &samples,
+            Some("Engine 12, Ladder 4, Medic 7, structure fire, Main Street."),
+        )
+        .expect("transcribes");
+    let (before, after) = (
+        word_error_rate(clip.text, &plain.text),
+        word_error_rate(clip.text, &prompted.text),
+    );
+    eprintln!(
+        "{before:.2} {:?} → {after:.2} {:?}",
+        plain.text, prompted.text
+    );
+    assert!(
+        after < before,
+        "{before:.2} → {after:.2}: {:?}",
+        prompted.text
+    );
+}
