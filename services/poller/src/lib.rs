@@ -6,8 +6,8 @@
 //!
 //! - [`config`]: [`PollerConfig`] (the spec's `LiveProducerConfig` keys under `live_producer`);
 //! - `shard`: one shard's loop (lease, back-off, backlog, budget, poll, publish, cursor);
-//! - [`session_store`]: one Broadcastify session per account for the fleet (KV, CAS);
-//! - [`upstream`]: the shared request budget and `Retry-After` back-off (KV);
+//! - the fleet's session, request budget and back-off come from [`bcfy_upstream`] (KV), shared
+//!   with the archive cache;
 //! - [`lease`]: hot-standby shard leases (KV with a TTL);
 //! - [`cursor`]: per-shard cursors (KV);
 //! - [`metrics`]: Prometheus metrics.
@@ -16,10 +16,8 @@ pub mod config;
 pub mod cursor;
 pub mod lease;
 pub mod metrics;
-pub mod session_store;
 mod shard;
-pub mod upstream;
-
+pub 
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,7 +121,7 @@ pub async fn serve(
         .unwrap_or_else(default_instance_id);
     let session: Arc<dyn SessionSource> =
         match (&config.broadcastify.username, &config.broadcastify.password) {
-            (Some(username), Some(password)) => Arc::new(session_store::KvSession::new(
+            (Some(username), Some(password)) => Arc::new(bcfy_upstream::KvSession::new(
                 bucket(KV_UPSTREAM_SESSION).await?,
                 username,
                 password.expose_secret(),
@@ -132,7 +130,7 @@ pub async fn serve(
             _ => Arc::new(LocalSession::default()),
         };
     let client = Client::with_session_source(config.broadcastify.clone(), session)?;
-    let gate = upstream::UpstreamGate::new(
+    let gate = bcfy_upstream::UpstreamGate::new(
         bucket(KV_UPSTREAM_BUDGET).await?,
         config.live_producer.rate_limit_per_minute,
     );

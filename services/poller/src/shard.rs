@@ -20,7 +20,7 @@ use crate::config::LiveProducerConfig;
 use crate::cursor::{CursorError, Cursors};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
-use crate::upstream::UpstreamGate;
+use bcfy_upstream::UpstreamGate;
 use bcfy_bus::backlog::Backlog;
 
 /// Call ids remembered per shard, so look-back repeats are not even re-sent (the stream's dedup

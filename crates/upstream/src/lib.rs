@@ -1,0 +1,12 @@
+//! Courtesy to Broadcastify, shared by every replica of the poller and the archive cache through
+//! NATS KV, so archive traffic and live polling count against one account's session and budget:
+//!
+//! - [`session`]: one login per account for the fleet ([`KvSession`], compare-and-set claims);
+//! - [`gate`]: the per-minute request budget and the fleet-wide `Retry-After` back-off
+//!   ([`UpstreamGate`]).
+
+pub mod gate;
+pub mod session;
+
+pub use gate::{GateError, UpstreamGate};
+pub use session::KvSession;
