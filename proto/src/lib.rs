@@ -10,6 +10,8 @@
 //!
 //! - the generated messages, re-exported at the crate root ([`Call`], [`LiveCallEnvelope`],
 //!   [`AudioPayloadEvent`], [`TranscriptionResult`], [`ArchiveResult`], [`DeadLetter`], ...);
+//! - the archive cache's gRPC service: [`archive_service_server`] and [`archive_service_client`],
+//!   and [`FILE_DESCRIPTOR_SET`] for reflection;
 //! - [`json`]: Broadcastify call JSON to and from [`Call`], keeping unknown keys;
 //! - [`content_type`]: the `Content-Type` header value that names a message's type.
 
@@ -27,3 +29,6 @@ mod generated {
 }
 
 pub use generated::*;
+
+/// The encoded `FileDescriptorSet` of every schema, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");

@@ -585,3 +585,514 @@ impl ::prost::Name for DeadLetter {
         "/broadcastify.v1.DeadLetter".into()
     }
 }
+/// One block of one talkgroup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetArchivedCallsRequest {
+    /// System id.
+    #[prost(int64, tag = "1")]
+    pub sid: i64,
+    /// Talkgroup id.
+    #[prost(int64, tag = "2")]
+    pub talkgroup: i64,
+    /// Any epoch second in the block; floored to the 30-minute boundary.
+    #[prost(int64, tag = "3")]
+    pub time: i64,
+}
+impl ::prost::Name for GetArchivedCallsRequest {
+    const NAME: &'static str = "GetArchivedCallsRequest";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.GetArchivedCallsRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.GetArchivedCallsRequest".into()
+    }
+}
+/// The block asked for.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetArchivedCallsResponse {
+    /// The calls of the block, its window, when it was fetched and whether from the cache.
+    #[prost(message, optional, tag = "1")]
+    pub result: ::core::option::Option<ArchiveResult>,
+}
+impl ::prost::Name for GetArchivedCallsResponse {
+    const NAME: &'static str = "GetArchivedCallsResponse";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.GetArchivedCallsResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.GetArchivedCallsResponse".into()
+    }
+}
+/// A range of blocks of one talkgroup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StreamArchivedCallsRequest {
+    /// System id.
+    #[prost(int64, tag = "1")]
+    pub sid: i64,
+    /// Talkgroup id.
+    #[prost(int64, tag = "2")]
+    pub talkgroup: i64,
+    /// Epoch seconds; the first block is the one containing it.
+    #[prost(int64, tag = "3")]
+    pub start: i64,
+    /// Epoch seconds, inclusive; the last block is the one containing it.
+    #[prost(int64, tag = "4")]
+    pub end: i64,
+}
+impl ::prost::Name for StreamArchivedCallsRequest {
+    const NAME: &'static str = "StreamArchivedCallsRequest";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.StreamArchivedCallsRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.StreamArchivedCallsRequest".into()
+    }
+}
+/// One block of the range.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StreamArchivedCallsResponse {
+    /// The block, as `GetArchivedCallsResponse.result`.
+    #[prost(message, optional, tag = "1")]
+    pub result: ::core::option::Option<ArchiveResult>,
+}
+impl ::prost::Name for StreamArchivedCallsResponse {
+    const NAME: &'static str = "StreamArchivedCallsResponse";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.StreamArchivedCallsResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.StreamArchivedCallsResponse".into()
+    }
+}
+/// A cache entry: the block and the validators the upstream sent with it, for a conditional
+/// request when the entry is refreshed.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CachedArchiveBlock {
+    /// The block as fetched (`cache_hit` false).
+    #[prost(message, optional, tag = "1")]
+    pub result: ::core::option::Option<ArchiveResult>,
+    /// The upstream's `ETag`, if it sent one.
+    #[prost(string, tag = "2")]
+    pub etag: ::prost::alloc::string::String,
+    /// The upstream's `Last-Modified`, if it sent one.
+    #[prost(string, tag = "3")]
+    pub last_modified: ::prost::alloc::string::String,
+}
+impl ::prost::Name for CachedArchiveBlock {
+    const NAME: &'static str = "CachedArchiveBlock";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.CachedArchiveBlock".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.CachedArchiveBlock".into()
+    }
+}
+/// Generated client implementations.
+pub mod archive_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Archived 30-minute blocks of calls, cached.
+    #[derive(Debug, Clone)]
+    pub struct ArchiveServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl ArchiveServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> ArchiveServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> ArchiveServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            ArchiveServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// The block that contains `time`.
+        pub async fn get_archived_calls(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetArchivedCallsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetArchivedCallsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broadcastify.v1.ArchiveService/GetArchivedCalls",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("broadcastify.v1.ArchiveService", "GetArchivedCalls"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Every block from the one containing `start` to the one containing `end`, oldest first.
+        pub async fn stream_archived_calls(
+            &mut self,
+            request: impl tonic::IntoRequest<super::StreamArchivedCallsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::StreamArchivedCallsResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broadcastify.v1.ArchiveService/StreamArchivedCalls",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "broadcastify.v1.ArchiveService",
+                        "StreamArchivedCalls",
+                    ),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod archive_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with ArchiveServiceServer.
+    #[async_trait]
+    pub trait ArchiveService: std::marker::Send + std::marker::Sync + 'static {
+        /// The block that contains `time`.
+        async fn get_archived_calls(
+            &self,
+            request: tonic::Request<super::GetArchivedCallsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetArchivedCallsResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the StreamArchivedCalls method.
+        type StreamArchivedCallsStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    super::StreamArchivedCallsResponse,
+                    tonic::Status,
+                >,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Every block from the one containing `start` to the one containing `end`, oldest first.
+        async fn stream_archived_calls(
+            &self,
+            request: tonic::Request<super::StreamArchivedCallsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::StreamArchivedCallsStream>,
+            tonic::Status,
+        >;
+    }
+    /// Archived 30-minute blocks of calls, cached.
+    #[derive(Debug)]
+    pub struct ArchiveServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> ArchiveServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for ArchiveServiceServer<T>
+    where
+        T: ArchiveService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/broadcastify.v1.ArchiveService/GetArchivedCalls" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetArchivedCallsSvc<T: ArchiveService>(pub Arc<T>);
+                    impl<
+                        T: ArchiveService,
+                    > tonic::server::UnaryService<super::GetArchivedCallsRequest>
+                    for GetArchivedCallsSvc<T> {
+                        type Response = super::GetArchivedCallsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetArchivedCallsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ArchiveService>::get_archived_calls(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetArchivedCallsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/broadcastify.v1.ArchiveService/StreamArchivedCalls" => {
+                    #[allow(non_camel_case_types)]
+                    struct StreamArchivedCallsSvc<T: ArchiveService>(pub Arc<T>);
+                    impl<
+                        T: ArchiveService,
+                    > tonic::server::ServerStreamingService<
+                        super::StreamArchivedCallsRequest,
+                    > for StreamArchivedCallsSvc<T> {
+                        type Response = super::StreamArchivedCallsResponse;
+                        type ResponseStream = T::StreamArchivedCallsStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::StreamArchivedCallsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ArchiveService>::stream_archived_calls(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = StreamArchivedCallsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for ArchiveServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "broadcastify.v1.ArchiveService";
+    impl<T> tonic::server::NamedService for ArchiveServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
