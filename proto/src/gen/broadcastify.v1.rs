@@ -681,6 +681,10 @@ pub struct CachedArchiveBlock {
     /// The upstream's `Last-Modified`, if it sent one.
     #[prost(string, tag = "3")]
     pub last_modified: ::prost::alloc::string::String,
+    /// Until when the entry is served without asking the upstream: long for a closed block,
+    /// briefly for the block still filling. After that it is stale and refreshed on the next request.
+    #[prost(message, optional, tag = "4")]
+    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
 }
 impl ::prost::Name for CachedArchiveBlock {
     const NAME: &'static str = "CachedArchiveBlock";

@@ -1,0 +1,411 @@
+//! `ArchiveClient.fetch` (spec §3.2) behind the cache (spec §7): a fresh entry is served as is;
+//! a missing or stale one is fetched once — one request per block in this process (a lock per
+//! key) and across replicas (a KV claim; the others wait for the winner's entry) — within the
+//! fleet's shared request budget and back-off.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bcfy_broadcastify::archive::{BLOCK_SECONDS, block_start};
+use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
+use bcfy_broadcastify::{ArchiveBlock, Client, GroupKey};
+use bcfy_proto::{ArchiveResult, CachedArchiveBlock, TimeWindow};
+use bcfy_upstream::UpstreamGate;
+use tokio::time::Instant;
+
+use crate::cache::{BlockCache, BlockKey, CacheError};
+use crate::config::CacheConfig;
+use crate::metrics::Metrics;
+
+/// How often a replica waiting for another's fetch looks at the cache again.
+const WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// Why a block could not be served; each maps to one gRPC status and one NATS error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The request itself is wrong.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The upstream refuses this service's account (bad credentials, or no archive access).
+    #[error("the upstream refuses the account: {0}")]
+    PermissionDenied(String),
+    /// The upstream answered something that is not an archive block.
+    #[error("the upstream answer is unreadable: {0}")]
+    UpstreamUnreadable(String),
+    /// Not now: the upstream asked to back off, the request budget is spent, or the upstream
+    /// or the cache cannot be reached.
+    #[error("unavailable: {reason}")]
+    Unavailable {
+        /// What is unavailable.
+        reason: String,
+        /// When to try again, if known.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl From<CacheError> for ArchiveError {
+    fn from(error: CacheError) -> Self {
+        ArchiveError::Unavailable {
+            reason: error.to_string(),
+            retry_after: None,
+        }
+    }
+}
+
+fn from_client(error: ClientError) -> ArchiveError {
+    match error {
+        ClientError::Authentication(
+            reason @ (AuthenticationError::InvalidCredentials | AuthenticationError::NoCredentials),
+        ) => ArchiveError::PermissionDenied(reason.to_string()),
+        // The client already logged in again once; a second refusal is about the account.
+        error @ ClientError::SessionRejected { .. } => ArchiveError::PermissionDenied(format!(
+            "{error}, also with a fresh session (an account without archive access?)"
+        )),
+        error @ ClientError::ResponseParsing { .. } => {
+            ArchiveError::UpstreamUnreadable(error.to_string())
+        }
+        error => ArchiveError::Unavailable {
+            retry_after: error.retry_hint().retry_after,
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// Validates a request: ids positive, time not before the epoch.
+///
+/// # Errors
+///
+/// [`ArchiveError::InvalidArgument`] saying which field is wrong.
+pub fn block_key(sid: i64, tg: i64, time: i64) -> Result<BlockKey, ArchiveError> {
+    if sid <= 0 {
+        return Err(ArchiveError::InvalidArgument(format!("sid {sid} must be positive")));
+    }
+    if tg <= 0 {
+        return Err(ArchiveError::InvalidArgument(format!(
+            "talkgroup {tg} must be positive"
+        )));
+    }
+    if time < 0 {
+        return Err(ArchiveError::InvalidArgument(format!(
+            "time {time} is before 1970"
+        )));
+    }
+    Ok(BlockKey {
+        sid,
+        tg,
+        start: block_start(time),
+    })
+}
+
+/// The blocks from the one containing `start` to the one containing `end`.
+///
+/// # Errors
+///
+/// [`ArchiveError::InvalidArgument`] when the range is reversed or longer than `max_blocks`.
+pub fn block_range(
+    sid: i64,
+    tg: i64,
+    start: i64,
+    end: i64,
+    max_blocks: u32,
+) -> Result<Vec<BlockKey>, ArchiveError> {
+    let first = block_key(sid, tg, start)?;
+    let last = block_key(sid, tg, end)?;
+    if last.start < first.start {
+        return Err(ArchiveError::InvalidArgument(format!(
+            "end {end} is before start {start}"
+        )));
+    }
+    let count = (last.start - first.start) / BLOCK_SECONDS + 1;
+    if count > i64::from(max_blocks) {
+        return Err(ArchiveError::InvalidArgument(format!(
+            "{count} blocks asked, at most {max_blocks} per request"
+        )));
+    }
+    Ok((0..count)
+        .map(|i| BlockKey {
+            start: first.start + i * BLOCK_SECONDS,
+            ..first
+        })
+        .collect())
+}
+
+fn epoch_seconds(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the cache holds for a block.
+enum Lookup {
+    Fresh(ArchiveResult),
+    Stale,
+    Missing,
+}
+
+/// The archive behind its cache.
+#[derive(Debug)]
+pub struct Archive<C> {
+    cache: C,
+    client: Client,
+    gate: UpstreamGate,
+    settings: CacheConfig,
+    budget_wait_max: Duration,
+    instance: String,
+    metrics: Metrics,
+    /// One lock per block being fetched by this process.
+    in_flight: Mutex<HashMap<BlockKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<C: BlockCache> Archive<C> {
+    /// An archive over `cache`, fetching with `client` within `gate`'s budget.
+    pub fn new(
+        cache: C,
+        client: Client,
+        gate: UpstreamGate,
+        settings: CacheConfig,
+        budget_wait_max: Duration,
+        instance: String,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            cache,
+            client,
+            gate,
+            settings,
+            budget_wait_max,
+            instance,
+            metrics,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The block `key`, from the cache when fresh, else from the upstream (once for all
+    /// concurrent askers, in every replica).
+    ///
+    /// # Errors
+    ///
+    /// [`ArchiveError`] when neither the cache nor the upstream can give it.
+    pub async fn get(&self, key: BlockKey) -> Result<ArchiveResult, ArchiveError> {
+        if let Lookup::Fresh(result) = self.lookup(key).await? {
+            self.metrics.requests.with_label_values(&["hit"]).inc();
+            return Ok(result);
+        }
+        let lock = self.lock_for(key);
+        let result = {
+            let _fetching = lock.lock().await;
+            // Whoever held the lock may have filled the cache meanwhile.
+            match self.lookup(key).await? {
+                Lookup::Fresh(result) => {
+                    self.metrics.requests.with_label_values(&["hit"]).inc();
+                    Ok(result)
+                }
+                Lookup::Stale => self.fetch_once_in_fleet(key, "stale").await,
+                Lookup::Missing => self.fetch_once_in_fleet(key, "miss").await,
+            }
+        };
+        self.forget_lock(key, &lock);
+        result
+    }
+
+    fn lock_for(&self, key: BlockKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(key).or_default())
+    }
+
+    fn forget_lock(&self, key: BlockKey, lock: &Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the map and this caller hold it: nobody else is waiting.
+        if Arc::strong_count(lock) == 2 {
+            locks.remove(&key);
+        }
+    }
+
+    /// What the cache holds for `key`.
+    async fn lookup(&self, key: BlockKey) -> Result<Lookup, ArchiveError> {
+        let Some(entry) = self.cache.get(key).await? else {
+            return Ok(Lookup::Missing);
+        };
+        let expires = entry
+            .expires_at
+            .and_then(|t| SystemTime::try_from(t).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match entry.result {
+            Some(result) if SystemTime::now() < expires => Ok(Lookup::Fresh(ArchiveResult {
+                cache_hit: true,
+                ..result
+            })),
+            _ => Ok(Lookup::Stale),
+        }
+    }
+
+    /// Claims the block in KV and fetches it, or waits for the replica that claimed it.
+    async fn fetch_once_in_fleet(
+        &self,
+        key: BlockKey,
+        outcome: &str,
+    ) -> Result<ArchiveResult, ArchiveError> {
+        let deadline = Instant::now() + self.settings.claim_ttl * 2;
+        loop {
+            if self
+                .cache
+                .claim(key, &self.instance, self.settings.claim_ttl)
+                .await?
+            {
+                self.metrics.requests.with_label_values(&[outcome]).inc();
+                let fetched = self.fetch_and_store(key).await;
+                if let Err(error) = self.cache.release(key).await {
+                    tracing::warn!(error = %error, "Cannot release a block claim; it expires.");
+                }
+                return fetched;
+            }
+            // Another replica is fetching: wait for its entry, or for its claim to go.
+            self.metrics.requests.with_label_values(&["waited"]).inc();
+            loop {
+                tokio::time::sleep(WAIT_STEP).await;
+                if let Lookup::Fresh(result) = self.lookup(key).await? {
+                    return Ok(result);
+                }
+                if !self.cache.claimed(key).await? {
+                    // It failed or died: the next claim decides again.
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(ArchiveError::Unavailable {
+                        reason: "another replica's fetch of this block did not finish".to_owned(),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn fetch_and_store(&self, key: BlockKey) -> Result<ArchiveResult, ArchiveError> {
+        self.wait_for_budget().await?;
+        let started = Instant::now();
+        let fetched = self
+            .client
+            .archived_calls(
+                GroupKey {
+                    sid: key.sid,
+                    tg: key.tg,
+                },
+                key.start,
+            )
+            .await;
+        self.metrics
+            .upstream_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let block = match fetched {
+            Ok(block) => block,
+            Err(error) => {
+                let kind = error.kind();
+                self.metrics.upstream_errors.with_label_values(&[kind]).inc();
+                if let Some(wait) = error.retry_hint().retry_after
+                    && let Err(gate_error) = self.gate.back_off(wait).await
+                {
+                    tracing::warn!(error = %gate_error, "Could not share the back-off.");
+                }
+                return Err(from_client(error));
+            }
+        };
+        let now = SystemTime::now();
+        let result = to_result(key, block, now);
+        let entry = CachedArchiveBlock {
+            result: Some(result.clone()),
+            expires_at: Some((now + self.ttl(key, now)).into()),
+            ..CachedArchiveBlock::default()
+        };
+        self.cache.put(key, &entry).await?;
+        Ok(result)
+    }
+
+    /// Long for a closed block, short for the one still filling.
+    fn ttl(&self, key: BlockKey, now: SystemTime) -> Duration {
+        let closes_at = key.start + BLOCK_SECONDS + self.settings.closed_margin.as_secs() as i64;
+        if epoch_seconds(now) >= closes_at {
+            self.settings.closed_ttl
+        } else {
+            self.settings.current_ttl
+        }
+    }
+
+    /// Waits for the fleet's back-off and request budget, or says how long to wait.
+    async fn wait_for_budget(&self) -> Result<(), ArchiveError> {
+        let unavailable = |reason: &str, wait| ArchiveError::Unavailable {
+            reason: reason.to_owned(),
+            retry_after: Some(wait),
+        };
+        let gate_down = |error: bcfy_upstream::GateError| ArchiveError::Unavailable {
+            reason: error.to_string(),
+            retry_after: None,
+        };
+        if let Some(wait) = self.gate.backoff_remaining().await.map_err(gate_down)? {
+            self.metrics.budget_waits.inc();
+            return Err(unavailable("the upstream asked every replica to back off", wait));
+        }
+        let waited_until = Instant::now() + self.budget_wait_max;
+        while let Some(wait) = self.gate.try_take().await.map_err(gate_down)? {
+            self.metrics.budget_waits.inc();
+            if Instant::now() + wait > waited_until {
+                return Err(unavailable("the upstream request budget is spent", wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+}
+
+/// The answer for one block as the API gives it (`cache_hit` false).
+fn to_result(key: BlockKey, block: ArchiveBlock, now: SystemTime) -> ArchiveResult {
+    ArchiveResult {
+        calls: block.parsed.calls.into_iter().map(|c| c.call).collect(),
+        window: Some(TimeWindow {
+            start: key.start,
+            end: key.start + BLOCK_SECONDS,
+        }),
+        fetched_at: Some(now.into()),
+        cache_hit: false,
+        upstream_start: block.start.unwrap_or_default(),
+        upstream_end: block.end.unwrap_or_default(),
+        server_time: block.server_time.unwrap_or_default(),
+        raw: block.raw.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_validated_and_floored() {
+        let key = block_key(7001, 2345, 1_767_225_600 + 1_000).expect("valid");
+        assert_eq!(key.start, 1_767_225_600);
+        assert!(matches!(block_key(0, 1, 1), Err(ArchiveError::InvalidArgument(_))));
+        assert!(matches!(block_key(1, -5, 1), Err(ArchiveError::InvalidArgument(_))));
+        assert!(matches!(block_key(1, 1, -1), Err(ArchiveError::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn ranges_cover_every_block_and_have_limits() {
+        let blocks = block_range(1, 2, 1_800, 1_800 * 3 + 5, 10).expect("valid");
+        assert_eq!(
+            blocks.iter().map(|k| k.start).collect::<Vec<_>>(),
+            [1_800, 3_600, 5_400]
+        );
+        assert!(matches!(
+            block_range(1, 2, 5_400, 1_800, 10),
+            Err(ArchiveError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            block_range(1, 2, 0, 1_800 * 10, 10),
+            Err(ArchiveError::InvalidArgument(_))
+        ));
+    }
+}
