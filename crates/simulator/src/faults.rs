@@ -65,7 +65,7 @@ pub enum Fault {
     NoCookie,
     /// Wait this long before answering.
     Slow(Duration),
-    /// Answer live calls with JSON cut off mid-way.
+    /// Answer live calls or an archive block with JSON cut off mid-way.
     MalformedJson,
     /// Add two unusable records to a live-calls answer: a number, and a call without `sid`
     /// and `call_tg`.

@@ -79,7 +79,9 @@ fn from_client(error: ClientError) -> ArchiveError {
 /// [`ArchiveError::InvalidArgument`] saying which field is wrong.
 pub fn block_key(sid: i64, tg: i64, time: i64) -> Result<BlockKey, ArchiveError> {
     if sid <= 0 {
-        return Err(ArchiveError::InvalidArgument(format!("sid {sid} must be positive")));
+        return Err(ArchiveError::InvalidArgument(format!(
+            "sid {sid} must be positive"
+        )));
     }
     if tg <= 0 {
         return Err(ArchiveError::InvalidArgument(format!(
@@ -306,7 +308,10 @@ impl<C: BlockCache> Archive<C> {
             Ok(block) => block,
             Err(error) => {
                 let kind = error.kind();
-                self.metrics.upstream_errors.with_label_values(&[kind]).inc();
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[kind])
+                    .inc();
                 if let Some(wait) = error.retry_hint().retry_after
                     && let Err(gate_error) = self.gate.back_off(wait).await
                 {
@@ -348,7 +353,10 @@ impl<C: BlockCache> Archive<C> {
         };
         if let Some(wait) = self.gate.backoff_remaining().await.map_err(gate_down)? {
             self.metrics.budget_waits.inc();
-            return Err(unavailable("the upstream asked every replica to back off", wait));
+            return Err(unavailable(
+                "the upstream asked every replica to back off",
+                wait,
+            ));
         }
         let waited_until = Instant::now() + self.budget_wait_max;
         while let Some(wait) = self.gate.try_take().await.map_err(gate_down)? {
@@ -387,9 +395,18 @@ mod tests {
     fn requests_are_validated_and_floored() {
         let key = block_key(7001, 2345, 1_767_225_600 + 1_000).expect("valid");
         assert_eq!(key.start, 1_767_225_600);
-        assert!(matches!(block_key(0, 1, 1), Err(ArchiveError::InvalidArgument(_))));
-        assert!(matches!(block_key(1, -5, 1), Err(ArchiveError::InvalidArgument(_))));
-        assert!(matches!(block_key(1, 1, -1), Err(ArchiveError::InvalidArgument(_))));
+        assert!(matches!(
+            block_key(0, 1, 1),
+            Err(ArchiveError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            block_key(1, -5, 1),
+            Err(ArchiveError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            block_key(1, 1, -1),
+            Err(ArchiveError::InvalidArgument(_))
+        ));
     }
 
     #[test]

@@ -148,9 +148,6 @@ impl BlockCache for KvBlockCache {
     }
 
     async fn release(&self, key: BlockKey) -> Result<(), CacheError> {
-        self.store
-            .purge(key.claim_key())
-            .await
-            .map_err(cache_error)
+        self.store.purge(key.claim_key()).await.map_err(cache_error)
     }
 }

@@ -173,7 +173,11 @@ impl Validate for ArchiveCacheConfig {
         self.log.validate(&join_path(prefix, "log"), issues);
         let cache = join_path(prefix, "cache");
         if self.cache.current_ttl < Duration::from_secs(1) {
-            issues.push(ConfigIssue::new(&cache, "current_ttl", "must be at least 1s"));
+            issues.push(ConfigIssue::new(
+                &cache,
+                "current_ttl",
+                "must be at least 1s",
+            ));
         }
         if self.cache.closed_ttl < self.cache.current_ttl {
             issues.push(ConfigIssue::new(
@@ -186,11 +190,19 @@ impl Validate for ArchiveCacheConfig {
             issues.push(ConfigIssue::new(&cache, "claim_ttl", "must be at least 1s"));
         }
         if self.max_range_blocks == 0 {
-            issues.push(ConfigIssue::new(prefix, "max_range_blocks", "must be at least 1"));
+            issues.push(ConfigIssue::new(
+                prefix,
+                "max_range_blocks",
+                "must be at least 1",
+            ));
         }
         let service = join_path(prefix, "nats_service");
         if self.nats_service.enabled && self.nats_service.subject_prefix.trim().is_empty() {
-            issues.push(ConfigIssue::new(&service, "subject_prefix", "must not be empty"));
+            issues.push(ConfigIssue::new(
+                &service,
+                "subject_prefix",
+                "must not be empty",
+            ));
         }
     }
 }

@@ -159,7 +159,10 @@ pub async fn serve(
             _ => Arc::new(LocalSession::default()),
         };
     let client = Client::with_session_source(config.broadcastify.clone(), session)?;
-    let gate = UpstreamGate::new(bucket(KV_UPSTREAM_BUDGET).await?, config.rate_limit_per_minute);
+    let gate = UpstreamGate::new(
+        bucket(KV_UPSTREAM_BUDGET).await?,
+        config.rate_limit_per_minute,
+    );
     let archive = Arc::new(Archive::new(
         KvBlockCache::new(bucket(KV_ARCHIVE_CACHE).await?),
         client,
@@ -200,7 +203,14 @@ pub async fn serve(
         );
     let nats_api = async {
         if config.nats_service.enabled {
-            nats_api::serve(nats, &config.nats_service, archive, metrics, shutdown.clone()).await
+            nats_api::serve(
+                nats,
+                &config.nats_service,
+                archive,
+                metrics,
+                shutdown.clone(),
+            )
+            .await
         } else {
             shutdown.cancelled().await;
             Ok(())

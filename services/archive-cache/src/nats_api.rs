@@ -23,9 +23,13 @@ use crate::metrics::Metrics;
 #[error("cannot start the NATS service: {0}")]
 pub struct NatsApiError(String);
 
-async fn answer<C: BlockCache>(archive: &Archive<C>, payload: &[u8]) -> Result<Bytes, ArchiveError> {
-    let request = GetArchivedCallsRequest::decode(payload)
-        .map_err(|e| ArchiveError::InvalidArgument(format!("not a GetArchivedCallsRequest: {e}")))?;
+async fn answer<C: BlockCache>(
+    archive: &Archive<C>,
+    payload: &[u8],
+) -> Result<Bytes, ArchiveError> {
+    let request = GetArchivedCallsRequest::decode(payload).map_err(|e| {
+        ArchiveError::InvalidArgument(format!("not a GetArchivedCallsRequest: {e}"))
+    })?;
     let key = block_key(request.sid, request.talkgroup, request.time)?;
     let result = archive.get(key).await?;
     Ok(Bytes::from(
@@ -87,5 +91,8 @@ pub async fn serve<C: BlockCache>(
             }
         });
     }
-    service.stop().await.map_err(|e| NatsApiError(e.to_string()))
+    service
+        .stop()
+        .await
+        .map_err(|e| NatsApiError(e.to_string()))
 }

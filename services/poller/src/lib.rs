@@ -17,8 +17,7 @@ pub mod cursor;
 pub mod lease;
 pub mod metrics;
 mod shard;
-pub 
-use std::sync::Arc;
+pub use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;

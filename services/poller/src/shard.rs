@@ -20,8 +20,8 @@ use crate::config::LiveProducerConfig;
 use crate::cursor::{CursorError, Cursors};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
-use bcfy_upstream::UpstreamGate;
 use bcfy_bus::backlog::Backlog;
+use bcfy_upstream::UpstreamGate;
 
 /// Call ids remembered per shard, so look-back repeats are not even re-sent (the stream's dedup
 /// would drop them anyway; after a restart it does).
