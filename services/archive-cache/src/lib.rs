@@ -185,6 +185,12 @@ pub async fn serve(
     if let Some(settings) = &config.grpc.tls {
         server = server.tls_config(tls(settings)?).map_err(grpc_error)?;
     }
+    // The NATS API is registered before the gRPC port opens: once either answers, both do.
+    let nats_api = if config.nats_service.enabled {
+        Some(nats_api::start(&nats, &config.nats_service).await?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr)
         .await
         .map_err(|e| grpc_error(format!("{}: {e}", config.grpc.listen_addr)))?;
@@ -202,18 +208,9 @@ pub async fn serve(
             shutdown.clone().cancelled_owned(),
         );
     let nats_api = async {
-        if config.nats_service.enabled {
-            nats_api::serve(
-                nats,
-                &config.nats_service,
-                archive,
-                metrics,
-                shutdown.clone(),
-            )
-            .await
-        } else {
-            shutdown.cancelled().await;
-            Ok(())
+        match nats_api {
+            Some(api) => api.serve(archive, metrics, shutdown.clone()).await,
+            None => Ok(()),
         }
     };
     ready.set_ready();

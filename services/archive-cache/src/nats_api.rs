@@ -40,59 +40,84 @@ async fn answer<C: BlockCache>(
     ))
 }
 
-/// Serves the NATS API until `shutdown`; each request is answered in its own task.
+/// The registered service and its endpoint.
+pub struct NatsApi {
+    service: service::Service,
+    get: service::endpoint::Endpoint,
+}
+
+impl std::fmt::Debug for NatsApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsApi").finish_non_exhaustive()
+    }
+}
+
+/// Registers the service and its endpoint (requests queue from then on).
 ///
 /// # Errors
 ///
 /// When the service or its endpoint cannot be registered.
-pub async fn serve<C: BlockCache>(
-    client: async_nats::Client,
+pub async fn start(
+    client: &async_nats::Client,
     config: &NatsServiceConfig,
-    archive: Arc<Archive<C>>,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> Result<(), NatsApiError> {
+) -> Result<NatsApi, NatsApiError> {
     let service = client
         .service_builder()
         .description("Archived 30-minute blocks of Broadcastify calls, cached")
         .start(&config.name, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| NatsApiError(e.to_string()))?;
-    let mut get = service
+    let get = service
         .endpoint(format!("{}.get", config.subject_prefix))
         .await
         .map_err(|e| NatsApiError(e.to_string()))?;
-    loop {
-        let request = tokio::select! {
-            () = shutdown.cancelled() => break,
-            request = get.next() => match request {
-                Some(request) => request,
-                None => break,
-            },
-        };
-        let archive = Arc::clone(&archive);
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let reply = answer(&archive, &request.message.payload).await;
-            let code = match &reply {
-                Ok(_) => tonic::Code::Ok,
-                Err(error) => status(error).code(),
+    Ok(NatsApi { service, get })
+}
+
+impl NatsApi {
+    /// Answers requests until `shutdown`, each in its own task; then leaves the service.
+    ///
+    /// # Errors
+    ///
+    /// When the service cannot be stopped cleanly.
+    pub async fn serve<C: BlockCache>(
+        mut self,
+        archive: Arc<Archive<C>>,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> Result<(), NatsApiError> {
+        loop {
+            let request = tokio::select! {
+                () = shutdown.cancelled() => break,
+                request = self.get.next() => match request {
+                    Some(request) => request,
+                    None => break,
+                },
             };
-            metrics
-                .answers
-                .with_label_values(&["nats", &format!("{code:?}")])
-                .inc();
-            let reply = reply.map_err(|error| service::error::Error {
-                status: error.to_string(),
-                code: code as usize,
+            let archive = Arc::clone(&archive);
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let reply = answer(&archive, &request.message.payload).await;
+                let code = match &reply {
+                    Ok(_) => tonic::Code::Ok,
+                    Err(error) => status(error).code(),
+                };
+                metrics
+                    .answers
+                    .with_label_values(&["nats", &format!("{code:?}")])
+                    .inc();
+                let reply = reply.map_err(|error| service::error::Error {
+                    status: error.to_string(),
+                    code: code as usize,
+                });
+                if let Err(error) = request.respond(reply).await {
+                    tracing::warn!(error = %error, "Cannot answer a NATS request.");
+                }
             });
-            if let Err(error) = request.respond(reply).await {
-                tracing::warn!(error = %error, "Cannot answer a NATS request.");
-            }
-        });
+        }
+        self.service
+            .stop()
+            .await
+            .map_err(|e| NatsApiError(e.to_string()))
     }
-    service
-        .stop()
-        .await
-        .map_err(|e| NatsApiError(e.to_string()))
 }

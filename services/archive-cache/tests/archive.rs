@@ -104,15 +104,12 @@ impl World {
 
     async fn start(&self, config: ArchiveCacheConfig) -> Replica {
         let registry = prometheus::Registry::new();
-        let readiness = Readiness::new();
         let url = format!("http://{}", config.grpc.listen_addr);
-        let (r, ready) = (registry.clone(), readiness.clone());
-        let service =
-            Isolated::spawn(move |shutdown| bcfy_archive_cache::serve(config, shutdown, ready, r));
-        eventually(PATIENCE, "the archive cache", || async {
-            readiness.is_ready().then_some(())
-        })
-        .await;
+        let r = registry.clone();
+        // The port opens once the service is set up (its NATS API too): connecting is the wait.
+        let service = Isolated::spawn(move |shutdown| {
+            bcfy_archive_cache::serve(config, shutdown, Readiness::new(), r)
+        });
         let grpc = eventually(PATIENCE, "the gRPC port", || async {
             ArchiveServiceClient::connect(url.clone()).await.ok()
         })
@@ -457,4 +454,97 @@ async fn health_and_reflection_are_served() {
         "{names:?}"
     );
     replica.service.stop().await.unwrap();
+}
+
+/// PEM files of a test CA, a server certificate for `localhost` and a client certificate.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let signed = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = signed("localhost");
+    let (client_cert, client_key) = signed("client");
+    for (name, pem) in [
+        ("ca.pem", &ca),
+        ("server.pem", &server_cert),
+        ("server.key", &server_key),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    Pki {
+        dir,
+        ca,
+        client_cert,
+        client_key,
+    }
+}
+
+#[tokio::test]
+async fn tls_with_client_certificates_admits_only_known_clients() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let world = World::new().await;
+    let pki = pki();
+    let mut config = world.config();
+    config.grpc.tls = Some(bcfy_archive_cache::config::TlsConfig {
+        cert_path: pki.dir.path().join("server.pem"),
+        key_path: pki.dir.path().join("server.key"),
+        client_ca_path: Some(pki.dir.path().join("ca.pem")),
+    });
+    let addr = config.grpc.listen_addr;
+    let registry = prometheus::Registry::new();
+    let service = Isolated::spawn(move |shutdown| {
+        bcfy_archive_cache::serve(config, shutdown, Readiness::new(), registry)
+    });
+    // Readiness has no latch until the service registers one: wait for the port itself.
+    eventually(PATIENCE, "the gRPC port", || async {
+        tokio::net::TcpStream::connect(addr).await.ok()
+    })
+    .await;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca))
+        .domain_name("localhost");
+    let endpoint = Channel::from_shared(format!("https://{addr}")).unwrap();
+
+    let known = endpoint
+        .clone()
+        .tls_config(
+            tls.clone()
+                .identity(Identity::from_pem(&pki.client_cert, &pki.client_key)),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let result = get(&mut ArchiveServiceClient::new(known), closed_block())
+        .await
+        .unwrap();
+    assert_eq!(result.calls.len(), 3);
+
+    // Without a client certificate the handshake is refused.
+    let refused = match endpoint.tls_config(tls).unwrap().connect().await {
+        Err(_) => true,
+        Ok(channel) => get(&mut ArchiveServiceClient::new(channel), closed_block())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+    service.stop().await.unwrap();
 }
