@@ -548,3 +548,98 @@ async fn tls_with_client_certificates_admits_only_known_clients() {
     assert!(refused, "a client without a certificate was served");
     service.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn archive_requests_count_against_the_budget_the_poller_shares() {
+    use bcfy_bus::topology::KV_UPSTREAM_BUDGET;
+    let world = World::new().await;
+    let config = ArchiveCacheConfig {
+        rate_limit_per_minute: Some(3),
+        budget_wait_max: Duration::ZERO,
+        ..world.config()
+    };
+    let mut replica = world.start(config).await;
+    let js = async_nats::jetstream::new(async_nats::connect(world.nats.url()).await.unwrap());
+    // What a poller replica with the same limit does with the same bucket.
+    let poller = bcfy_upstream::UpstreamGate::new(
+        js.get_key_value(KV_UPSTREAM_BUDGET).await.unwrap(),
+        Some(3),
+    );
+    let minute = || now() / 60;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let before = minute();
+        while poller.try_take().await.unwrap().is_none() {}
+        let answer = get(&mut replica.grpc, closed_block()).await;
+        if minute() != before && attempts < 3 {
+            continue; // a new minute's budget began mid-way; try again within one minute
+        }
+        let status = answer.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let wait: u64 = status
+            .metadata()
+            .get("retry-after-ms")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(wait <= 60_000, "{wait}");
+        break;
+    }
+    assert_eq!(
+        world.upstream_requests(),
+        0,
+        "the spent budget kept the request from the upstream"
+    );
+    assert!(
+        metric(
+            &replica.registry,
+            "bcfy_archive_cache_budget_waits_total",
+            None
+        ) >= 1.0
+    );
+    replica.service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_cache_evicts_its_oldest_blocks_at_its_size_limit() {
+    use bcfy_bus::topology::KV_ARCHIVE_CACHE;
+    let world = World::new().await;
+    let mut config = world.config();
+    config.topology.archive_cache_max_bytes = bcfy_runtime::units::ByteSize(8 * 1024);
+    let mut replica = world.start(config).await;
+    let js = async_nats::jetstream::new(async_nats::connect(world.nats.url()).await.unwrap());
+    let block = closed_block();
+    // Three calls (about 6 kB stored), then two (about 4 kB): more than the bucket holds.
+    get(&mut replica.grpc, block).await.unwrap();
+    get(&mut replica.grpc, block + BLOCK).await.unwrap();
+    let mut stream = js
+        .get_stream(format!("KV_{KV_ARCHIVE_CACHE}"))
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert!(info.state.bytes <= 8 * 1024, "{} bytes", info.state.bytes);
+    let store = js.get_key_value(KV_ARCHIVE_CACHE).await.unwrap();
+    assert!(
+        store
+            .get(format!("block.{SID}.{TG}.{block}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the oldest entry is gone"
+    );
+    assert!(
+        store
+            .get(format!("block.{SID}.{TG}.{}", block + BLOCK))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // An evicted block is simply fetched again.
+    let again = get(&mut replica.grpc, block).await.unwrap();
+    assert!(!again.cache_hit && again.calls.len() == 3);
+    assert_eq!(world.upstream_requests(), 3);
+    replica.service.stop().await.unwrap();
+}
