@@ -76,26 +76,105 @@ pub(crate) fn parse_archive(block: i64, body: Bytes) -> Result<ArchiveBlock> {
     })
 }
 
+/// The upstream's cache validators for an answer (`ETag`, `Last-Modified`), when it sends them.
+/// The captures show none on `archivecall.php`; they are honoured if they ever appear.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// `ETag`, sent back as `If-None-Match`.
+    pub etag: Option<String>,
+    /// `Last-Modified`, sent back as `If-Modified-Since`.
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    fn from_headers(headers: &reqwest::header::HeaderMap) -> Self {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Validators {
+            etag: text(reqwest::header::ETAG),
+            last_modified: text(reqwest::header::LAST_MODIFIED),
+        }
+    }
+
+    /// True when there is nothing to make a request conditional on.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// The answer to a conditional archive request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArchiveFetch {
+    /// A (new) answer, with its validators.
+    Modified(ArchiveBlock, Validators),
+    /// HTTP 304: the copy the validators came from is still current.
+    NotModified,
+}
+
 impl Client {
-    /// Fetches the archive block holding `time` for one talkgroup (with the session).
+    /// The calls archived in the 30-minute block containing `time` (epoch seconds) for one
+    /// talkgroup. Needs a session; a 403 triggers one re-login and retry.
     ///
     /// # Errors
     ///
-    /// Transport, status, session and parsing errors.
+    /// [`crate::Error::ResponseParsing`] for an answer without a `calls` array; status, session
+    /// and transport errors as for live calls.
     pub async fn archived_calls(&self, group: GroupKey, time: i64) -> Result<ArchiveBlock> {
+        match self
+            .archived_calls_if_changed(group, time, &Validators::default())
+            .await?
+        {
+            ArchiveFetch::Modified(block, _) => Ok(block),
+            // Nothing was made conditional, so a 304 is the upstream's mistake.
+            ArchiveFetch::NotModified => Err(parsing_error(
+                Endpoint::Archive,
+                "304 Not Modified to an unconditional request",
+                b"",
+            )),
+        }
+    }
+
+    /// As [`Client::archived_calls`], conditional on `validators` from an earlier answer
+    /// (`If-None-Match`, `If-Modified-Since`): a 304 is [`ArchiveFetch::NotModified`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::archived_calls`].
+    pub async fn archived_calls_if_changed(
+        &self,
+        group: GroupKey,
+        time: i64,
+        validators: &Validators,
+    ) -> Result<ArchiveFetch> {
         let block = block_start(time);
         self.with_session(|token| async move {
-            let request = self
+            let mut request = self
                 .http()
                 .get(self.site_url("/calls/apis/archivecall.php"))
                 .query(&[("group", group.to_string()), ("s", block.to_string())])
                 .header(reqwest::header::COOKIE, token.cookie_header());
+            if let Some(etag) = &validators.etag {
+                request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+            }
+            if let Some(since) = &validators.last_modified {
+                request = request.header(reqwest::header::IF_MODIFIED_SINCE, since);
+            }
             let request = self.xhr(request, &format!("/calls/tg/{}/{}", group.sid, group.tg));
             let answer = self.send(Endpoint::Archive, request).await?;
-            if !answer.response.status().is_success() {
+            let status = answer.response.status();
+            if status == reqwest::StatusCode::NOT_MODIFIED {
+                return Ok(ArchiveFetch::NotModified);
+            }
+            if !status.is_success() {
                 return Err(answer.into_status_error(Endpoint::Archive).await);
             }
-            parse_archive(block, answer.bytes(Endpoint::Archive).await?)
+            let validators = Validators::from_headers(answer.response.headers());
+            let block = parse_archive(block, answer.bytes(Endpoint::Archive).await?)?;
+            Ok(ArchiveFetch::Modified(block, validators))
         })
         .await
     }

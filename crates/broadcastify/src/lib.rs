@@ -27,7 +27,7 @@ pub mod live;
 pub mod retry_after;
 pub mod session;
 
-pub use archive::ArchiveBlock;
+pub use archive::{ArchiveBlock, ArchiveFetch, Validators};
 pub use audio::{AudioDownload, AudioEnd, AudioFile, AudioPiece};
 pub use auth::SessionToken;
 pub use calls::{ParsedCalls, UpstreamCall};

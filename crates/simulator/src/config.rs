@@ -107,6 +107,10 @@ pub struct SimConfig {
     /// Requests whose headers are kept for contract tests (oldest dropped first).
     #[arg(long, default_value_t = 10_000)]
     pub request_log_size: usize,
+    /// Send an `ETag` with archive blocks and answer `If-None-Match` with 304. The real site
+    /// was never seen doing so (protocol §4); this exercises clients that honour it.
+    #[arg(long)]
+    pub archive_etag: bool,
     /// Fault rates.
     #[command(flatten)]
     pub faults: FaultRates,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use crate::calls::SimCall;
 use crate::faults::{Fault, Route};
@@ -338,9 +339,27 @@ async fn archive(
             Value::Object(object).to_string()
         })
         .collect();
+    let calls = objects.join(",");
+    let etag = state.config.archive_etag.then(|| {
+        let digest = Sha256::digest(format!("{block}/{calls}").as_bytes());
+        format!(
+            "\"{}\"",
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    });
+    if let Some(etag) = &etag
+        && headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
     let body = format!(
         r#"{{"calls":[{}],"serverTime":{},"start":{},"end":{}}}"#,
-        objects.join(","),
+        calls,
         epoch_now() as i64,
         block - 1,
         block + BLOCK_SECONDS
@@ -352,7 +371,11 @@ async fn archive(
         )
             .into_response();
     }
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(value) = etag.and_then(|e| e.parse().ok()) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }
 
 /// `bytes=N-` or `bytes=N-M` (one range).

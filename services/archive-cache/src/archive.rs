@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::archive::{BLOCK_SECONDS, block_start};
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
-use bcfy_broadcastify::{ArchiveBlock, Client, GroupKey};
+use bcfy_broadcastify::{ArchiveBlock, ArchiveFetch, Client, GroupKey, Validators};
 use bcfy_proto::{ArchiveResult, CachedArchiveBlock, TimeWindow};
 use bcfy_upstream::UpstreamGate;
 use tokio::time::Instant;
@@ -141,7 +141,8 @@ fn epoch_seconds(at: SystemTime) -> i64 {
 /// What the cache holds for a block.
 enum Lookup {
     Fresh(ArchiveResult),
-    Stale,
+    /// Expired; kept for its validators (a conditional refresh).
+    Stale(CachedArchiveBlock),
     Missing,
 }
 
@@ -202,8 +203,10 @@ impl<C: BlockCache> Archive<C> {
                     self.metrics.requests.with_label_values(&["hit"]).inc();
                     Ok(result)
                 }
-                Lookup::Stale => self.fetch_once_in_fleet(key, "stale").await,
-                Lookup::Missing => self.fetch_once_in_fleet(key, "miss").await,
+                Lookup::Stale(previous) => {
+                    self.fetch_once_in_fleet(key, "stale", Some(previous)).await
+                }
+                Lookup::Missing => self.fetch_once_in_fleet(key, "miss", None).await,
             }
         };
         self.forget_lock(key, &lock);
@@ -238,12 +241,12 @@ impl<C: BlockCache> Archive<C> {
             .expires_at
             .and_then(|t| SystemTime::try_from(t).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        match entry.result {
+        match &entry.result {
             Some(result) if SystemTime::now() < expires => Ok(Lookup::Fresh(ArchiveResult {
                 cache_hit: true,
-                ..result
+                ..result.clone()
             })),
-            _ => Ok(Lookup::Stale),
+            _ => Ok(Lookup::Stale(entry)),
         }
     }
 
@@ -252,6 +255,7 @@ impl<C: BlockCache> Archive<C> {
         &self,
         key: BlockKey,
         outcome: &str,
+        previous: Option<CachedArchiveBlock>,
     ) -> Result<ArchiveResult, ArchiveError> {
         let deadline = Instant::now() + self.settings.claim_ttl * 2;
         loop {
@@ -261,7 +265,7 @@ impl<C: BlockCache> Archive<C> {
                 .await?
             {
                 self.metrics.requests.with_label_values(&[outcome]).inc();
-                let fetched = self.fetch_and_store(key).await;
+                let fetched = self.fetch_and_store(key, previous.as_ref()).await;
                 if let Err(error) = self.cache.release(key).await {
                     tracing::warn!(error = %error, "Cannot release a block claim; it expires.");
                 }
@@ -288,24 +292,60 @@ impl<C: BlockCache> Archive<C> {
         }
     }
 
-    async fn fetch_and_store(&self, key: BlockKey) -> Result<ArchiveResult, ArchiveError> {
+    /// Fetches the block (conditionally, when a stale copy has validators) and stores it.
+    async fn fetch_and_store(
+        &self,
+        key: BlockKey,
+        previous: Option<&CachedArchiveBlock>,
+    ) -> Result<ArchiveResult, ArchiveError> {
         self.wait_for_budget().await?;
+        let validators = previous.map_or_else(Validators::default, |entry| Validators {
+            etag: Some(entry.etag.clone()).filter(|e| !e.is_empty()),
+            last_modified: Some(entry.last_modified.clone()).filter(|l| !l.is_empty()),
+        });
         let started = Instant::now();
+        let group = GroupKey {
+            sid: key.sid,
+            tg: key.tg,
+        };
         let fetched = self
             .client
-            .archived_calls(
-                GroupKey {
-                    sid: key.sid,
-                    tg: key.tg,
-                },
-                key.start,
-            )
+            .archived_calls_if_changed(group, key.start, &validators)
             .await;
         self.metrics
             .upstream_seconds
             .observe(started.elapsed().as_secs_f64());
-        let block = match fetched {
-            Ok(block) => block,
+        let now = SystemTime::now();
+        let expires_at = Some((now + self.ttl(key, now)).into());
+        let (entry, revalidated) = match fetched {
+            Ok(ArchiveFetch::Modified(block, validators)) => (
+                CachedArchiveBlock {
+                    result: Some(to_result(key, block, now)),
+                    etag: validators.etag.unwrap_or_default(),
+                    last_modified: validators.last_modified.unwrap_or_default(),
+                    expires_at,
+                },
+                false,
+            ),
+            Ok(ArchiveFetch::NotModified) => match previous {
+                Some(previous) => {
+                    self.metrics
+                        .requests
+                        .with_label_values(&["revalidated"])
+                        .inc();
+                    // Still current: the same answer (and its original fetch time), fresh again.
+                    let entry = CachedArchiveBlock {
+                        expires_at,
+                        ..previous.clone()
+                    };
+                    (entry, true)
+                }
+                None => {
+                    return Err(ArchiveError::UpstreamUnreadable(
+                        "304 Not Modified to an unconditional request".to_owned(),
+                    ));
+                }
+            },
             Err(error) => {
                 let kind = error.kind();
                 self.metrics
@@ -320,15 +360,11 @@ impl<C: BlockCache> Archive<C> {
                 return Err(from_client(error));
             }
         };
-        let now = SystemTime::now();
-        let result = to_result(key, block, now);
-        let entry = CachedArchiveBlock {
-            result: Some(result.clone()),
-            expires_at: Some((now + self.ttl(key, now)).into()),
-            ..CachedArchiveBlock::default()
-        };
         self.cache.put(key, &entry).await?;
-        Ok(result)
+        Ok(ArchiveResult {
+            cache_hit: revalidated,
+            ..entry.result.unwrap_or_default()
+        })
     }
 
     /// Long for a closed block, short for the one still filling.

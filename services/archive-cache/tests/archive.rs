@@ -643,3 +643,66 @@ async fn the_cache_evicts_its_oldest_blocks_at_its_size_limit() {
     assert_eq!(world.upstream_requests(), 3);
     replica.service.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stale_block_is_revalidated_with_the_upstream_etag() {
+    let nats = NatsServer::start().await;
+    let sim = Simulator::start(SimConfig {
+        archive_etag: true,
+        ..SimConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    sim.add_call(CallSpec {
+        talkgroup: Some((SID, TG)),
+        ts: Some(current_block() + 1),
+        ..CallSpec::default()
+    });
+    let world = World { nats, sim };
+    let config = ArchiveCacheConfig {
+        cache: CacheConfig {
+            current_ttl: Duration::from_secs(1),
+            ..CacheConfig::default()
+        },
+        ..world.config()
+    };
+    let mut replica = world.start(config).await;
+    let first = get(&mut replica.grpc, current_block()).await.unwrap();
+    assert!(!first.cache_hit);
+    let again = eventually(PATIENCE, "a revalidation", || async {
+        let mut grpc = replica.grpc.clone();
+        let result = get(&mut grpc, current_block()).await.unwrap();
+        (world.upstream_requests() == 2).then_some(result)
+    })
+    .await;
+    let archive_requests: Vec<_> = world
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri.starts_with("/calls/apis/archivecall.php"))
+        .collect();
+    let etag = archive_requests[1]
+        .headers
+        .iter()
+        .find(|(name, _)| name == "if-none-match")
+        .map(|(_, value)| value.clone());
+    assert!(
+        etag.is_some_and(|e| e.starts_with('"')),
+        "{archive_requests:?}"
+    );
+    assert_eq!(archive_requests[1].status, 304);
+    assert!(again.cache_hit, "a 304 serves the cached copy");
+    assert_eq!(
+        (again.calls.clone(), again.fetched_at),
+        (first.calls, first.fetched_at)
+    );
+    assert_eq!(
+        metric(
+            &replica.registry,
+            "bcfy_archive_cache_lookups_total",
+            Some(("outcome", "revalidated"))
+        ),
+        1.0
+    );
+    replica.service.stop().await.unwrap();
+}
