@@ -158,6 +158,8 @@ pub struct Archive<C> {
     metrics: Metrics,
     /// One lock per block being fetched by this process.
     in_flight: Mutex<HashMap<BlockKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Fresh entries this replica has seen, served without a KV round trip until they expire.
+    memory: Mutex<HashMap<BlockKey, (ArchiveResult, SystemTime)>>,
 }
 
 impl<C: BlockCache> Archive<C> {
@@ -180,6 +182,7 @@ impl<C: BlockCache> Archive<C> {
             instance,
             metrics,
             in_flight: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
         }
     }
 
@@ -232,21 +235,60 @@ impl<C: BlockCache> Archive<C> {
         }
     }
 
-    /// What the cache holds for `key`.
+    /// What the cache holds for `key`: this replica's memory first, then the shared bucket.
     async fn lookup(&self, key: BlockKey) -> Result<Lookup, ArchiveError> {
+        if let Some(result) = self.remembered(key) {
+            return Ok(Lookup::Fresh(result));
+        }
         let Some(entry) = self.cache.get(key).await? else {
             return Ok(Lookup::Missing);
         };
-        let expires = entry
-            .expires_at
-            .and_then(|t| SystemTime::try_from(t).ok())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let expires = expiry(&entry);
         match &entry.result {
-            Some(result) if SystemTime::now() < expires => Ok(Lookup::Fresh(ArchiveResult {
+            Some(result) if SystemTime::now() < expires => {
+                let result = ArchiveResult {
+                    cache_hit: true,
+                    ..result.clone()
+                };
+                self.remember(key, &result, expires);
+                Ok(Lookup::Fresh(result))
+            }
+            _ => Ok(Lookup::Stale(entry)),
+        }
+    }
+
+    fn remembered(&self, key: BlockKey) -> Option<ArchiveResult> {
+        let memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memory
+            .get(&key)
+            .filter(|(_, expires)| SystemTime::now() < *expires)
+            .map(|(result, _)| result.clone())
+    }
+
+    /// Keeps a fresh result in memory; when full, drops the entry that expires first.
+    fn remember(&self, key: BlockKey, result: &ArchiveResult, expires: SystemTime) {
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memory.len() >= self.settings.memory_entries && !memory.contains_key(&key) {
+            let first = memory
+                .iter()
+                .min_by_key(|(_, (_, expires))| *expires)
+                .map(|(key, _)| *key);
+            if let Some(first) = first {
+                memory.remove(&first);
+            }
+        }
+        if self.settings.memory_entries > 0 {
+            let cached = ArchiveResult {
                 cache_hit: true,
                 ..result.clone()
-            })),
-            _ => Ok(Lookup::Stale(entry)),
+            };
+            memory.insert(key, (cached, expires));
         }
     }
 
@@ -361,6 +403,9 @@ impl<C: BlockCache> Archive<C> {
             }
         };
         self.cache.put(key, &entry).await?;
+        if let Some(result) = &entry.result {
+            self.remember(key, result, expiry(&entry));
+        }
         Ok(ArchiveResult {
             cache_hit: revalidated,
             ..entry.result.unwrap_or_default()
@@ -404,6 +449,14 @@ impl<C: BlockCache> Archive<C> {
         }
         Ok(())
     }
+}
+
+/// Until when an entry is fresh (the epoch for an entry without a deadline: stale).
+fn expiry(entry: &CachedArchiveBlock) -> SystemTime {
+    entry
+        .expires_at
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// The answer for one block as the API gives it (`cache_hit` false).

@@ -150,6 +150,8 @@ pub struct CacheConfig {
     /// How long a replica's claim to fetch a block lasts if it dies before finishing.
     #[serde(with = "units::duration")]
     pub claim_ttl: Duration,
+    /// Fresh blocks each replica also keeps in memory (0: none), so a hit needs no KV read.
+    pub memory_entries: usize,
 }
 
 impl Default for CacheConfig {
@@ -159,6 +161,7 @@ impl Default for CacheConfig {
             current_ttl: Duration::from_secs(60),
             closed_margin: Duration::from_secs(300),
             claim_ttl: Duration::from_secs(30),
+            memory_entries: 4096,
         }
     }
 }

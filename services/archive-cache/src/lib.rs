@@ -29,6 +29,7 @@ use bcfy_bus::topology::{KV_ARCHIVE_CACHE, KV_UPSTREAM_BUDGET, KV_UPSTREAM_SESSI
 use bcfy_proto::archive_service_server::ArchiveServiceServer;
 use bcfy_runtime::admin::{Readiness, serve_with_admin};
 use bcfy_upstream::{KvSession, UpstreamGate};
+use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -204,7 +205,12 @@ pub async fn serve(
             metrics.clone(),
         )))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Small answers must not wait for Nagle's algorithm (a 40 ms stall per ACK delay).
+            tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+                let stream = stream?;
+                stream.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(stream)
+            }),
             shutdown.clone().cancelled_owned(),
         );
     let nats_api = async {

@@ -609,6 +609,8 @@ async fn the_cache_evicts_its_oldest_blocks_at_its_size_limit() {
     let world = World::new().await;
     let mut config = world.config();
     config.topology.archive_cache_max_bytes = bcfy_runtime::units::ByteSize(8 * 1024);
+    // Only the shared bucket: no copy in the replica's memory.
+    config.cache.memory_entries = 0;
     let mut replica = world.start(config).await;
     let js = async_nats::jetstream::new(async_nats::connect(world.nats.url()).await.unwrap());
     let block = closed_block();
