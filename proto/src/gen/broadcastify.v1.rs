@@ -668,6 +668,24 @@ impl ::prost::Name for StreamArchivedCallsResponse {
         "/broadcastify.v1.StreamArchivedCallsResponse".into()
     }
 }
+/// A range of blocks in one message: the NATS service's answer to a range request (gRPC
+/// streams the blocks one by one instead).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ArchiveRange {
+    /// The blocks, oldest first.
+    #[prost(message, repeated, tag = "1")]
+    pub results: ::prost::alloc::vec::Vec<ArchiveResult>,
+}
+impl ::prost::Name for ArchiveRange {
+    const NAME: &'static str = "ArchiveRange";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.ArchiveRange".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.ArchiveRange".into()
+    }
+}
 /// A cache entry: the block and the validators the upstream sent with it, for a conditional
 /// request when the entry is refreshed.
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -188,7 +188,7 @@ pub async fn serve(
     }
     // The NATS API is registered before the gRPC port opens: once either answers, both do.
     let nats_api = if config.nats_service.enabled {
-        Some(nats_api::start(&nats, &config.nats_service).await?)
+        Some(nats_api::start(&nats, &config.nats_service, config.max_range_blocks).await?)
     } else {
         None
     };

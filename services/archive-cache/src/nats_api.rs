@@ -1,18 +1,25 @@
 //! The NATS API: the archive as a NATS micro service (`$SRV.PING|INFO|STATS` discovery, so
-//! `nats micro ls` finds it), for clients that speak only NATS. Endpoint `{prefix}.get` takes a
-//! `GetArchivedCallsRequest` and answers a `GetArchivedCallsResponse` (protobuf, the same bytes
-//! gRPC sends); errors carry the gRPC code number and message in the service error headers.
+//! `nats micro ls` finds it), for clients that speak only NATS, protobuf in and out:
+//!
+//! - `{prefix}.get`: a `GetArchivedCallsRequest`, answered with a `GetArchivedCallsResponse`
+//!   (the same bytes gRPC sends);
+//! - `{prefix}.range`: a `StreamArchivedCallsRequest`, answered with one `ArchiveRange` holding
+//!   every block (request/reply has one answer; gRPC streams them instead).
+//!
+//! Errors carry the gRPC code number and the message in the service error headers.
 
 use std::sync::Arc;
 
 use async_nats::service::{self, ServiceExt as _};
-use bcfy_proto::{GetArchivedCallsRequest, GetArchivedCallsResponse};
+use bcfy_proto::{
+    ArchiveRange, GetArchivedCallsRequest, GetArchivedCallsResponse, StreamArchivedCallsRequest,
+};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::{Archive, ArchiveError, block_key};
+use crate::archive::{Archive, ArchiveError, block_key, block_range};
 use crate::cache::BlockCache;
 use crate::config::NatsServiceConfig;
 use crate::grpc::status;
@@ -23,10 +30,18 @@ use crate::metrics::Metrics;
 #[error("cannot start the NATS service: {0}")]
 pub struct NatsApiError(String);
 
-async fn answer<C: BlockCache>(
-    archive: &Archive<C>,
-    payload: &[u8],
-) -> Result<Bytes, ArchiveError> {
+fn api_error(error: impl std::fmt::Display) -> NatsApiError {
+    NatsApiError(error.to_string())
+}
+
+/// The two queries.
+#[derive(Debug, Clone, Copy)]
+enum Query {
+    Get,
+    Range { max_blocks: u32 },
+}
+
+async fn get<C: BlockCache>(archive: &Archive<C>, payload: &[u8]) -> Result<Bytes, ArchiveError> {
     let request = GetArchivedCallsRequest::decode(payload).map_err(|e| {
         ArchiveError::InvalidArgument(format!("not a GetArchivedCallsRequest: {e}"))
     })?;
@@ -40,10 +55,34 @@ async fn answer<C: BlockCache>(
     ))
 }
 
-/// The registered service and its endpoint.
+async fn range<C: BlockCache>(
+    archive: &Archive<C>,
+    payload: &[u8],
+    max_blocks: u32,
+) -> Result<Bytes, ArchiveError> {
+    let request = StreamArchivedCallsRequest::decode(payload).map_err(|e| {
+        ArchiveError::InvalidArgument(format!("not a StreamArchivedCallsRequest: {e}"))
+    })?;
+    let keys = block_range(
+        request.sid,
+        request.talkgroup,
+        request.start,
+        request.end,
+        max_blocks,
+    )?;
+    let mut results = Vec::with_capacity(keys.len());
+    for key in keys {
+        results.push(archive.get(key).await?);
+    }
+    Ok(Bytes::from(ArchiveRange { results }.encode_to_vec()))
+}
+
+/// The registered service and its endpoints.
 pub struct NatsApi {
     service: service::Service,
     get: service::endpoint::Endpoint,
+    range: service::endpoint::Endpoint,
+    max_range_blocks: u32,
 }
 
 impl std::fmt::Debug for NatsApi {
@@ -52,26 +91,31 @@ impl std::fmt::Debug for NatsApi {
     }
 }
 
-/// Registers the service and its endpoint (requests queue from then on).
+/// Registers the service and its endpoints (requests queue from then on).
 ///
 /// # Errors
 ///
-/// When the service or its endpoint cannot be registered.
+/// When the service or an endpoint cannot be registered.
 pub async fn start(
     client: &async_nats::Client,
     config: &NatsServiceConfig,
+    max_range_blocks: u32,
 ) -> Result<NatsApi, NatsApiError> {
     let service = client
         .service_builder()
         .description("Archived 30-minute blocks of Broadcastify calls, cached")
         .start(&config.name, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| NatsApiError(e.to_string()))?;
-    let get = service
-        .endpoint(format!("{}.get", config.subject_prefix))
-        .await
-        .map_err(|e| NatsApiError(e.to_string()))?;
-    Ok(NatsApi { service, get })
+        .map_err(api_error)?;
+    let endpoint = |name: &str| service.endpoint(format!("{}.{name}", config.subject_prefix));
+    let get = endpoint("get").await.map_err(api_error)?;
+    let range = endpoint("range").await.map_err(api_error)?;
+    Ok(NatsApi {
+        service,
+        get,
+        range,
+        max_range_blocks,
+    })
 }
 
 impl NatsApi {
@@ -86,18 +130,24 @@ impl NatsApi {
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> Result<(), NatsApiError> {
+        let range_query = Query::Range {
+            max_blocks: self.max_range_blocks,
+        };
         loop {
-            let request = tokio::select! {
+            let (request, query) = tokio::select! {
                 () = shutdown.cancelled() => break,
-                request = self.get.next() => match request {
-                    Some(request) => request,
-                    None => break,
-                },
+                request = self.get.next() => (request, Query::Get),
+                request = self.range.next() => (request, range_query),
             };
+            let Some(request) = request else { break };
             let archive = Arc::clone(&archive);
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                let reply = answer(&archive, &request.message.payload).await;
+                let payload = &request.message.payload;
+                let reply = match query {
+                    Query::Get => get(&archive, payload).await,
+                    Query::Range { max_blocks } => range(&archive, payload, max_blocks).await,
+                };
                 let code = match &reply {
                     Ok(_) => tonic::Code::Ok,
                     Err(error) => status(error).code(),
@@ -115,9 +165,6 @@ impl NatsApi {
                 }
             });
         }
-        self.service
-            .stop()
-            .await
-            .map_err(|e| NatsApiError(e.to_string()))
+        self.service.stop().await.map_err(api_error)
     }
 }

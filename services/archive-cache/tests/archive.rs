@@ -394,6 +394,24 @@ async fn the_nats_service_answers_with_the_same_bytes_as_grpc() {
         headers.get("Nats-Service-Error-Code").unwrap().as_str(),
         (Code::InvalidArgument as i32).to_string()
     );
+    // A range in one answer.
+    let range = StreamArchivedCallsRequest {
+        sid: SID,
+        talkgroup: TG,
+        start: block,
+        end: block + BLOCK,
+    };
+    let reply = nats
+        .request("archive.range", range.encode_to_vec().into())
+        .await
+        .unwrap();
+    let blocks = bcfy_proto::ArchiveRange::decode(reply.payload)
+        .unwrap()
+        .results;
+    assert_eq!(
+        blocks.iter().map(|b| b.calls.len()).collect::<Vec<_>>(),
+        [3, 2]
+    );
     // Discoverable with the standard service API.
     let ping = nats
         .request("$SRV.PING.archive-cache", "".into())
