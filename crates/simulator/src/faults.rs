@@ -57,6 +57,13 @@ pub enum Fault {
         /// The `Retry-After` header, if any.
         retry_after: Option<RetryAfter>,
     },
+    /// Wait `after`, then answer with this status (a slow failing upstream).
+    SlowStatus {
+        /// The status code.
+        status: u16,
+        /// The wait before answering.
+        after: Duration,
+    },
     /// Expire the caller's session first, so the request gets a 403.
     ExpireSession,
     /// Refuse a login as a bad password (302 to `/login/?failed=1`).

@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::calls::SimCall;
-use crate::faults::{Fault, Route};
+use crate::faults::{Fault, RetryAfter, Route};
 use crate::state::{RecordedRequest, State, epoch_now};
 
 /// Newest calls returned for `doInit=1` (protocol §3.2).
@@ -71,24 +71,29 @@ async fn apply(fault: Option<&Fault>) -> Option<Response> {
         Fault::Status {
             status,
             retry_after,
-        } => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"error":"simulated fault"}"#,
-            )
-                .into_response();
-            if let Some(value) =
-                retry_after.and_then(|r| HeaderValue::from_str(&r.header_value()).ok())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            Some(response)
+        } => Some(status_response(*status, *retry_after)),
+        Fault::SlowStatus { status, after } => {
+            tokio::time::sleep(*after).await;
+            Some(status_response(*status, None))
         }
         Fault::Reset => Some(reset()),
         _ => None,
     }
+}
+
+/// A simulated error answer with a small JSON body and, if given, `Retry-After`.
+fn status_response(status: u16, retry_after: Option<RetryAfter>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"error":"simulated fault"}"#,
+    )
+        .into_response();
+    if let Some(value) = retry_after.and_then(|r| HeaderValue::from_str(&r.header_value()).ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// An answer whose body fails at once: the client sees the connection drop.

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 const WAIT_STEP: Duration = Duration::from_millis(20);
 
 /// Why a block could not be served; each maps to one gRPC status and one NATS error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ArchiveError {
     /// The request itself is wrong.
     #[error("invalid argument: {0}")]
@@ -138,6 +138,9 @@ fn epoch_seconds(at: SystemTime) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The per-block lock of this process, with the failure of the fetch made under it.
+type FetchLock = Arc<tokio::sync::Mutex<Option<(Instant, ArchiveError)>>>;
+
 /// What the cache holds for a block.
 enum Lookup {
     Fresh(ArchiveResult),
@@ -156,8 +159,9 @@ pub struct Archive<C> {
     budget_wait_max: Duration,
     instance: String,
     metrics: Metrics,
-    /// One lock per block being fetched by this process.
-    in_flight: Mutex<HashMap<BlockKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per block being fetched by this process, holding the fetch's error for the
+    /// askers still waiting (the entry goes when the last of them is done).
+    in_flight: Mutex<HashMap<BlockKey, FetchLock>>,
     /// Fresh entries this replica has seen, served without a KV round trip until they expire.
     memory: Mutex<HashMap<BlockKey, (ArchiveResult, SystemTime)>>,
 }
@@ -197,26 +201,38 @@ impl<C: BlockCache> Archive<C> {
             self.metrics.requests.with_label_values(&["hit"]).inc();
             return Ok(result);
         }
+        let asked_at = Instant::now();
         let lock = self.lock_for(key);
         let result = {
-            let _fetching = lock.lock().await;
-            // Whoever held the lock may have filled the cache meanwhile.
-            match self.lookup(key).await? {
-                Lookup::Fresh(result) => {
-                    self.metrics.requests.with_label_values(&["hit"]).inc();
-                    Ok(result)
+            let mut failed = lock.lock().await;
+            // Whoever held the lock may have filled the cache meanwhile, or failed: askers who
+            // waited for that fetch (it failed after they asked) share its error instead of each
+            // asking the upstream again.
+            match failed.as_ref() {
+                Some((at, error)) if *at >= asked_at => Err(error.clone()),
+                _ => {
+                    let result = match self.lookup(key).await? {
+                        Lookup::Fresh(result) => {
+                            self.metrics.requests.with_label_values(&["hit"]).inc();
+                            Ok(result)
+                        }
+                        Lookup::Stale(previous) => {
+                            self.fetch_once_in_fleet(key, "stale", Some(previous)).await
+                        }
+                        Lookup::Missing => self.fetch_once_in_fleet(key, "miss", None).await,
+                    };
+                    if let Err(error) = &result {
+                        *failed = Some((Instant::now(), error.clone()));
+                    }
+                    result
                 }
-                Lookup::Stale(previous) => {
-                    self.fetch_once_in_fleet(key, "stale", Some(previous)).await
-                }
-                Lookup::Missing => self.fetch_once_in_fleet(key, "miss", None).await,
             }
         };
         self.forget_lock(key, &lock);
         result
     }
 
-    fn lock_for(&self, key: BlockKey) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, key: BlockKey) -> FetchLock {
         let mut locks = self
             .in_flight
             .lock()
@@ -224,7 +240,7 @@ impl<C: BlockCache> Archive<C> {
         Arc::clone(locks.entry(key).or_default())
     }
 
-    fn forget_lock(&self, key: BlockKey, lock: &Arc<tokio::sync::Mutex<()>>) {
+    fn forget_lock(&self, key: BlockKey, lock: &FetchLock) {
         let mut locks = self
             .in_flight
             .lock()

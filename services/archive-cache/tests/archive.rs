@@ -726,3 +726,51 @@ async fn a_stale_block_is_revalidated_with_the_upstream_etag() {
     );
     replica.service.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn askers_waiting_on_a_failed_fetch_share_its_error_instead_of_retrying_it() {
+    let world = World::new().await;
+    let replica = world.start(world.config()).await;
+    // A slow failure, so that every asker is waiting on the first fetch when it fails; then
+    // plain failures for anyone who asks again.
+    let slow = Duration::from_millis(300);
+    world.sim.inject(
+        Route::Archive,
+        Fault::SlowStatus {
+            status: 500,
+            after: slow,
+        },
+    );
+    world.sim.inject_times(
+        Route::Archive,
+        Fault::Status {
+            status: 500,
+            retry_after: None,
+        },
+        10,
+    );
+    let block = closed_block();
+    let askers: Vec<_> = (0..50)
+        .map(|i| {
+            let mut grpc = replica.grpc.clone();
+            tokio::spawn(async move { get(&mut grpc, block + i).await })
+        })
+        .collect();
+    for asker in askers {
+        let status = asker.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    assert_eq!(
+        world.upstream_requests(),
+        1,
+        "one request for 50 askers, failure included"
+    );
+    // A later request asks again: failures are shared, not cached.
+    let mut grpc = replica.grpc.clone();
+    assert_eq!(
+        get(&mut grpc, block).await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    assert_eq!(world.upstream_requests(), 2);
+    replica.service.stop().await.unwrap();
+}
