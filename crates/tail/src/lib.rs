@@ -1,0 +1,257 @@
+//! `bcfy-tail`: a person's window on the bus. Every event names its protobuf type in its
+//! `Content-Type` header, so any message on any subject can be decoded without knowing the
+//! subject: as a one-line summary per call (live call, its audio, its transcript, a dead
+//! letter) or as JSON lines (protobuf's JSON mapping, via the checked-in descriptor set).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bcfy_bus::subject::ParsedSubject;
+use bcfy_proto::{AudioPayloadEvent, DeadLetter, LiveCallEnvelope, TranscriptionResult};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+
+/// Why a message could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    /// No `Content-Type` naming a protobuf type.
+    #[error("no protobuf Content-Type header")]
+    Untyped,
+    /// A type the schemas do not have.
+    #[error("unknown message type {0}")]
+    UnknownType(String),
+    /// The payload is not that type.
+    #[error("cannot decode {kind}: {reason}")]
+    Decode {
+        /// The type.
+        kind: String,
+        /// The decoder's error.
+        reason: String,
+    },
+}
+
+/// How messages are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One line per call event; non-final audio chunks are skipped.
+    Summary,
+    /// One JSON object per message: subject, type and the decoded message.
+    Json,
+}
+
+/// Decodes messages by the type their headers name.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pool: DescriptorPool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn decode_error(kind: &str, error: impl std::fmt::Display) -> TailError {
+    TailError::Decode {
+        kind: kind.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+/// `HH:MM:SS` of the current UTC time.
+fn clock() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+impl Decoder {
+    /// A decoder for every `broadcastify.v1` message.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: the descriptor set is generated with the code and checked in.
+    pub fn new() -> Self {
+        let pool = DescriptorPool::decode(bcfy_proto::FILE_DESCRIPTOR_SET)
+            .expect("the checked-in descriptor set decodes");
+        Self { pool }
+    }
+
+    /// The message on `subject` with `content_type`, shown as `format`; `None` when the
+    /// summary skips it (a non-final audio chunk).
+    ///
+    /// # Errors
+    ///
+    /// [`TailError`] when the type is missing or unknown, or the payload is not that type.
+    pub fn render(
+        &self,
+        subject: &str,
+        content_type: Option<&str>,
+        payload: &[u8],
+        format: Format,
+    ) -> Result<Option<String>, TailError> {
+        let kind = content_type
+            .and_then(bcfy_proto::content_type::message_name)
+            .ok_or(TailError::Untyped)?;
+        match format {
+            Format::Json => self.json(subject, kind, payload).map(Some),
+            Format::Summary => summary(subject, kind, payload),
+        }
+    }
+
+    fn json(&self, subject: &str, kind: &str, payload: &[u8]) -> Result<String, TailError> {
+        let descriptor = self
+            .pool
+            .get_message_by_name(kind)
+            .ok_or_else(|| TailError::UnknownType(kind.to_owned()))?;
+        let message =
+            DynamicMessage::decode(descriptor, payload).map_err(|e| decode_error(kind, e))?;
+        let options = SerializeOptions::new().skip_default_fields(true);
+        let mut body = serde_json::Serializer::new(Vec::new());
+        message
+            .serialize_with_options(&mut body, &options)
+            .map_err(|e| decode_error(kind, e))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&body.into_inner()).map_err(|e| decode_error(kind, e))?;
+        Ok(serde_json::json!({ "subject": subject, "type": kind, "message": body }).to_string())
+    }
+}
+
+/// `sid/tg call_id` from an event subject.
+fn where_from(subject: &str) -> String {
+    match subject.parse::<ParsedSubject>() {
+        Ok(parsed) => {
+            let shard = parsed.shard();
+            let call = parsed.call_id().map(|c| c.to_string()).unwrap_or_default();
+            format!("{}/{} {call}", shard.sid, shard.tg)
+        }
+        Err(_) => subject.to_owned(),
+    }
+}
+
+fn summary(subject: &str, kind: &str, payload: &[u8]) -> Result<Option<String>, TailError> {
+    let at = clock();
+    let from = where_from(subject);
+    let line = match kind.strip_prefix("broadcastify.v1.") {
+        Some("LiveCallEnvelope") => {
+            let event = LiveCallEnvelope::decode(payload).map_err(|e| decode_error(kind, e))?;
+            let seconds = event
+                .call
+                .and_then(|c| c.call_duration)
+                .map_or_else(String::new, |s| format!(" {s} s"));
+            format!("{at} call   {from}{seconds}")
+        }
+        Some("AudioPayloadEvent") => {
+            let event = AudioPayloadEvent::decode(payload).map_err(|e| decode_error(kind, e))?;
+            if !event.r#final {
+                return Ok(None);
+            }
+            format!(
+                "{at} audio  {from} {} bytes {}",
+                event.total_size, event.content_type
+            )
+        }
+        Some("TranscriptionResult") => {
+            let event = TranscriptionResult::decode(payload).map_err(|e| decode_error(kind, e))?;
+            format!(
+                "{at} text   {from} {:.1} s ({}/{}): {}",
+                event.audio_duration_seconds, event.provider, event.model, event.text
+            )
+        }
+        Some("DeadLetter") => {
+            let event = DeadLetter::decode(payload).map_err(|e| decode_error(kind, e))?;
+            format!(
+                "{at} dead   {} {} {}: {}",
+                event.stage, event.call_id, event.error_kind, event.reason
+            )
+        }
+        _ => format!("{at} {kind} on {subject} ({} bytes)", payload.len()),
+    };
+    Ok(Some(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bcfy_proto::content_type::for_message;
+
+    const SUBJECT: &str = "transcription.complete.7001.2345.1502-1767225600-2345-abc";
+
+    fn result() -> TranscriptionResult {
+        TranscriptionResult {
+            call_id: "1502-1767225600-2345-abc".into(),
+            text: "Engine 12 respond".into(),
+            provider: "whisper".into(),
+            model: "tiny.en".into(),
+            audio_duration_seconds: 4.6,
+            ..TranscriptionResult::default()
+        }
+    }
+
+    #[test]
+    fn a_transcript_is_one_summary_line_and_a_json_object() {
+        let decoder = Decoder::new();
+        let content_type = for_message::<TranscriptionResult>();
+        let payload = result().encode_to_vec();
+        let line = decoder
+            .render(SUBJECT, Some(&content_type), &payload, Format::Summary)
+            .expect("renders")
+            .expect("shown");
+        assert!(
+            line.contains(
+                "7001/2345 1502-1767225600-2345-abc 4.6 s (whisper/tiny.en): Engine 12 respond"
+            ),
+            "{line}"
+        );
+        let json = decoder
+            .render(SUBJECT, Some(&content_type), &payload, Format::Json)
+            .expect("renders")
+            .expect("shown");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(value["type"], "broadcastify.v1.TranscriptionResult");
+        assert_eq!(value["message"]["text"], "Engine 12 respond");
+        assert_eq!(value["message"]["callId"], "1502-1767225600-2345-abc");
+    }
+
+    #[test]
+    fn non_final_audio_is_skipped_and_bad_messages_are_errors() {
+        let decoder = Decoder::new();
+        let chunk = AudioPayloadEvent::default().encode_to_vec();
+        let audio = for_message::<AudioPayloadEvent>();
+        assert_eq!(
+            decoder
+                .render(
+                    "calls.audio.raw.7001.2345.x-1-2-y",
+                    Some(&audio),
+                    &chunk,
+                    Format::Summary
+                )
+                .expect("renders"),
+            None
+        );
+        assert!(matches!(
+            decoder.render(SUBJECT, None, b"", Format::Json),
+            Err(TailError::Untyped)
+        ));
+        assert!(matches!(
+            decoder.render(
+                SUBJECT,
+                Some("application/protobuf; proto=x.Y"),
+                b"",
+                Format::Json
+            ),
+            Err(TailError::UnknownType(_))
+        ));
+        let content_type = for_message::<TranscriptionResult>();
+        assert!(matches!(
+            decoder.render(SUBJECT, Some(&content_type), &[0xff, 0xff], Format::Json),
+            Err(TailError::Decode { .. })
+        ));
+    }
+}
