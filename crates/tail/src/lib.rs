@@ -145,7 +145,8 @@ fn summary(subject: &str, kind: &str, payload: &[u8]) -> Result<Option<String>, 
                 .call
                 .and_then(|c| c.call_duration)
                 .map_or_else(String::new, |s| format!(" {s} s"));
-            format!("{at} call   {from}{seconds}")
+            // Live subjects carry no call id; the envelope does.
+            format!("{at} call   {from}{}{seconds}", event.call_id)
         }
         Some("AudioPayloadEvent") => {
             let event = AudioPayloadEvent::decode(payload).map_err(|e| decode_error(kind, e))?;

@@ -230,7 +230,8 @@ pub struct TranscriptionConfig {
     pub model_field: String,
     /// `json` or `verbose_json` (segments and log-probabilities).
     pub response_format: ResponseFormat,
-    /// A prompt per talkgroup, keyed `"{sid}.{tg}"` (unit names, street names, ten-codes).
+    /// A prompt per talkgroup, keyed `"{sid}-{tg}"` like the poller's groups (unit names, street
+    /// names, ten-codes). Not `sid.tg`: layered config reads a dot in a key as nesting.
     pub prompts: BTreeMap<String, String>,
     /// The built-in engine (provider `whisper`).
     pub whisper: WhisperConfig,
@@ -299,7 +300,7 @@ impl Default for TranscriptionConfig {
 impl TranscriptionConfig {
     /// The prompt for a talkgroup, if one is configured.
     pub fn prompt_for(&self, sid: i64, tg: i64) -> Option<&str> {
-        self.prompts.get(&format!("{sid}.{tg}")).map(String::as_str)
+        self.prompts.get(&format!("{sid}-{tg}")).map(String::as_str)
     }
 
     /// The endpoint requests go to.
@@ -354,10 +355,10 @@ impl Validate for TranscriptionConfig {
         }
         for key in self.prompts.keys() {
             let valid = key
-                .split_once('.')
+                .split_once('-')
                 .is_some_and(|(sid, tg)| sid.parse::<u32>().is_ok() && tg.parse::<u32>().is_ok());
             if !valid {
-                let message = format!("key `{key}` must be \"{{sid}}.{{tg}}\"");
+                let message = format!("key `{key}` must be \"{{sid}}-{{tg}}\"");
                 issues.push(ConfigIssue::new(prefix, "prompts", message));
             }
         }
@@ -367,6 +368,21 @@ impl Validate for TranscriptionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_config_loads_with_its_prompts() {
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/demo/transcriber.yaml"
+        );
+        let config: TranscriberConfig = bcfy_runtime::config::ConfigSource::default()
+            .with_file(file)
+            .load()
+            .expect("the demo config is valid");
+        assert_eq!(config.transcription.provider, Provider::Whisper);
+        assert!(config.transcription.prompt_for(7001, 2345).is_some());
+        assert!(config.transcription.whisper.model_path.is_some());
+    }
 
     #[test]
     fn spec_defaults_are_kept() {
@@ -387,7 +403,7 @@ mod tests {
             model: " ".into(),
             request_timeout: Duration::ZERO,
             prompts: BTreeMap::from([
-                ("7001.2345".into(), "Engine 5".into()),
+                ("7001-2345".into(), "Engine 5".into()),
                 ("fire".into(), "x".into()),
             ]),
             ..TranscriptionConfig::default()
