@@ -1,8 +1,9 @@
 //! Runs the services' real binaries for whole-system tests: each with a YAML config written to a
 //! temporary directory, its output in a log file there, killed when dropped. The binaries are
-//! built by `cargo build --profile test --bins --workspace`: a no-op after
-//! `cargo nextest run --workspace`, which builds them with that profile (a plain `cargo build`
-//! would rebuild the workspace in the dev profile: measured 138 s in CI).
+//! built by `cargo test --no-run --workspace`, as nextest builds them (a service package's
+//! integration tests need its binary): a no-op after `cargo nextest run --workspace`. A plain
+//! `cargo build --bins` resolves features without the dev-dependencies and rebuilds the whole
+//! workspace (measured 121–138 s in CI).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,15 +23,9 @@ fn build_once() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let status = Command::new(env!("CARGO"))
-            // The profile `cargo nextest run --workspace` builds them with: a no-op after it.
-            .args([
-                "build",
-                "--profile",
-                "test",
-                "--bins",
-                "--workspace",
-                "--quiet",
-            ])
+            // What `cargo nextest run --workspace` itself runs to build (same profile, same
+            // features with dev-dependencies): a no-op after it.
+            .args(["test", "--no-run", "--workspace", "--quiet"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .expect("cargo runs");
