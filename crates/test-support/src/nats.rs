@@ -18,6 +18,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 const READY_PATIENCE: Duration = Duration::from_secs(30);
 /// Lines of the server log printed when a test panics.
 const LOG_TAIL_LINES: usize = 40;
+/// JetStream reserves every stream's and bucket's `max_bytes` against its storage limit, which
+/// by default is 75 % of the disk's free space: the pipeline's default limits (about 30 GiB)
+/// then fail with "insufficient storage resources" on a machine with less free disk (CI had
+/// 34 GB). Tests write megabytes, so the limit is raised rather than the limits lowered.
+const SERVER_CONFIG: &str = "jetstream { max_file_store: 1TB }\n";
 
 /// One `nats-server` process (JetStream on), killed on drop.
 #[derive(Debug)]
@@ -142,7 +147,11 @@ impl NatsServer {
             .append(true)
             .open(self.log_path());
         let log = log.unwrap();
+        let config = self.dir.path().join("server.conf");
+        std::fs::write(&config, SERVER_CONFIG).unwrap();
         let process = Command::new(binary::binary())
+            .arg("--config")
+            .arg(&config)
             .args(["--jetstream", "--addr", "127.0.0.1", "--port", &client])
             .args(["--http_port", &monitoring])
             .arg("--store_dir")
