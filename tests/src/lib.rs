@@ -36,31 +36,83 @@ fn build_once() {
 /// One service process.
 #[derive(Debug)]
 pub struct Service {
-    child: Child,
-    /// Its log file.
+    name: String,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// Its log file; every start appends to it.
     pub log: PathBuf,
 }
 
 impl Service {
     /// Starts binary `name` with `config` (YAML) written into `dir`.
     pub fn start(name: &str, config: &str, dir: &Path) -> Service {
+        Self::start_with_env(name, config, dir, &[])
+    }
+
+    /// As [`start`](Self::start), with extra environment variables (e.g. `OTEL_*`).
+    pub fn start_with_env(name: &str, config: &str, dir: &Path, env: &[(&str, &str)]) -> Service {
         build_once();
         let config_path = dir.join(format!("{name}.yaml"));
         std::fs::write(&config_path, config).expect("config written");
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin_dir().join(name))
+        let mut service = Service {
+            name: name.to_owned(),
+            config: config_path,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            child: None,
+            log: dir.join(format!("{name}.log")),
+        };
+        service.spawn();
+        service
+    }
+
+    fn spawn(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(bin_dir().join(&self.name))
             .arg("--config")
-            .arg(&config_path)
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-        Service { child, log }
+            .unwrap_or_else(|e| panic!("{} starts: {e}", self.name));
+        self.child = Some(child);
     }
 
-    /// The process's log so far.
+    /// The binary's name, e.g. `poller`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9`: no drain, no goodbye; whatever it held unacked must be redelivered.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // An already-exited process is fine: either way it is gone.
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts the same binary with the same config again (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The process's log so far, across restarts.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -69,8 +121,6 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         // The test is over (or failed): no drain needed.
-        if self.child.kill().is_ok() {
-            self.child.wait().ok();
-        }
+        self.kill();
     }
 }

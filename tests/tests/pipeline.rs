@@ -1,7 +1,10 @@
 //! The four services' binaries, as processes, against a real nats-server and bcfy-sim: every
 //! call the simulator makes available ends as exactly one `transcription.complete` whose text is
-//! close to the clip's reference, and the archive cache returns the calls the live path saw.
+//! close to the clip's reference, each call is one OpenTelemetry trace across the four services
+//! (exported over OTLP to a collector in this test), and the archive cache returns the calls the
+//! live path saw.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
@@ -10,6 +13,7 @@ use bcfy_e2e::Service;
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{GetArchivedCallsRequest, TranscriptionResult};
 use bcfy_simulator::{CallSpec, SimConfig, Simulator};
+use bcfy_test_support::otlp::{Collector, ReceivedSpan};
 use bcfy_test_support::speech::{model_cache_dir, tiny_en_model_dir, word_error_rate};
 use bcfy_test_support::{NatsServer, eventually};
 use prost::Message as _;
@@ -66,6 +70,12 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         })
         .collect();
 
+    let collector = Collector::start().await;
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+        // Spans leave each process within a fraction of a second instead of every 5 s.
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
     let dir = tempfile::tempdir().expect("temp dir");
     let common = |admin: u16| {
         format!(
@@ -75,7 +85,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     };
     let grpc = free_port();
     let _services = [
-        Service::start(
+        Service::start_with_env(
             "poller",
             &format!(
                 "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    groups: [\"{SID}-{TG}\"]\n",
@@ -83,13 +93,15 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
                 site(&sim, true)
             ),
             dir.path(),
+            &otel,
         ),
-        Service::start(
+        Service::start_with_env(
             "audio-fetcher",
             &format!("{}{}", common(free_port()), site(&sim, false)),
             dir.path(),
+            &otel,
         ),
-        Service::start(
+        Service::start_with_env(
             "transcriber",
             &format!(
                 "{}transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n",
@@ -98,8 +110,9 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
                 model_cache_dir().display()
             ),
             dir.path(),
+            &otel,
         ),
-        Service::start(
+        Service::start_with_env(
             "archive-cache",
             &format!(
                 "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
@@ -107,6 +120,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
                 site(&sim, true)
             ),
             dir.path(),
+            &otel,
         ),
     ];
 
@@ -126,9 +140,15 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         .state
         .last_sequence;
     let mut results = Vec::new();
+    // Each call's trace context, as the transcript carries it, for the archive lookups below.
+    let mut traceparents = BTreeMap::new();
     for sequence in 1..=last {
         let message = transcripts.get_raw_message(sequence).await.expect("stored");
-        results.push(TranscriptionResult::decode(message.payload).expect("a TranscriptionResult"));
+        let result = TranscriptionResult::decode(message.payload).expect("a TranscriptionResult");
+        if let Some(traceparent) = message.headers.get("traceparent") {
+            traceparents.insert(result.call_id.clone(), traceparent.as_str().to_owned());
+        }
+        results.push(result);
     }
     assert_eq!(
         results.len(),
@@ -155,37 +175,81 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             .ok()
     })
     .await;
-    let block = archive
-        .get_archived_calls(GetArchivedCallsRequest {
+    // Each call's block is asked for on the call's behalf (its traceparent in the metadata), as
+    // a consumer enriching a transcript with its archive entry would.
+    for call in &calls {
+        let mut request = tonic::Request::new(GetArchivedCallsRequest {
             sid: SID,
             talkgroup: TG,
-            time: calls[0].start,
-        })
-        .await
-        .expect("the block")
-        .into_inner()
-        .result
-        .expect("a result");
-    let archived: Vec<String> = block
-        .calls
-        .iter()
-        .map(|c| {
-            format!(
-                "{}-{}-{}",
-                c.system_id.unwrap_or_default(),
-                c.filename.clone().unwrap_or_default(),
-                c.hash.clone().unwrap_or_default()
-            )
-        })
-        .collect();
-    for call in calls
-        .iter()
-        .filter(|c| c.start - c.start.rem_euclid(1800) == block.window.unwrap_or_default().start)
-    {
+            time: call.start,
+        });
+        let traceparent = traceparents
+            .get(&call.key)
+            .unwrap_or_else(|| panic!("the transcript of {} has no traceparent", call.key));
+        request
+            .metadata_mut()
+            .insert("traceparent", traceparent.parse().expect("ASCII"));
+        let block = archive
+            .get_archived_calls(request)
+            .await
+            .expect("the block")
+            .into_inner()
+            .result
+            .expect("a result");
+        let archived: Vec<String> = block
+            .calls
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}-{}-{}",
+                    c.system_id.unwrap_or_default(),
+                    c.filename.clone().unwrap_or_default(),
+                    c.hash.clone().unwrap_or_default()
+                )
+            })
+            .collect();
         assert!(
             archived.contains(&call.key),
-            "{} missing from the archive: {archived:?}",
+            "{} missing from its archive block: {archived:?}",
             call.key
         );
     }
+
+    let keys: Vec<&str> = calls.iter().map(|c| c.key.as_str()).collect();
+    let traces = eventually(
+        PATIENCE,
+        "one trace per call across the four services",
+        || {
+            let spans = collector.spans();
+            let keys = keys.clone();
+            async move { traces_per_call(&spans, &keys) }
+        },
+    )
+    .await;
+    let distinct: BTreeSet<&String> = traces.values().collect();
+    assert_eq!(distinct.len(), calls.len(), "a trace of its own per call");
+}
+
+/// The trace id of each call, once every call's trace holds spans from all four services and
+/// starts at the poller's `call` span for that call.
+fn traces_per_call(spans: &[ReceivedSpan], keys: &[&str]) -> Option<BTreeMap<String, String>> {
+    const SERVICES: [&str; 4] = ["poller", "audio-fetcher", "transcriber", "archive-cache"];
+    let mut traces = BTreeMap::new();
+    for key in keys {
+        let root = spans.iter().find(|s| {
+            s.name == "call" && s.attributes.get("call_id").map(String::as_str) == Some(*key)
+        })?;
+        assert_eq!(root.service, "poller");
+        assert!(root.parent_span_id.is_empty(), "the call span is a root");
+        let services: BTreeSet<&str> = spans
+            .iter()
+            .filter(|s| s.trace_id == root.trace_id)
+            .map(|s| s.service.as_str())
+            .collect();
+        if services != BTreeSet::from(SERVICES) {
+            return None;
+        }
+        traces.insert((*key).to_owned(), root.trace_id.clone());
+    }
+    Some(traces)
 }

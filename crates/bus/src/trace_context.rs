@@ -52,3 +52,29 @@ pub fn follow(span: &tracing::Span, headers: Option<&HeaderMap>) {
     // NOTE: fails only when the span is disabled by the filter; then there is nothing to link.
     span.set_parent(extract(headers)).ok();
 }
+
+/// Links `span` (a new root, created with `parent: None`) to the current span and returns it.
+/// The poller starts one trace per call this way: every downstream stage joins the call's own
+/// trace through `traceparent`, and the link still leads back to the poll that found the call.
+pub fn linked_to_current(span: tracing::Span) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt as _;
+    let current = tracing::Span::current().context();
+    let poll = current.span().span_context().clone();
+    if poll.is_valid() {
+        span.add_link(poll);
+    }
+    span
+}
+
+/// Makes `span` a child of a W3C trace context read from another transport (gRPC metadata,
+/// HTTP headers): the `traceparent` and `tracestate` values, when present.
+pub fn follow_w3c(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option<&str>) {
+    let fields: std::collections::HashMap<String, String> =
+        [("traceparent", traceparent), ("tracestate", tracestate)]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+            .collect();
+    // NOTE: fails only when the span is disabled by the filter; then there is nothing to link.
+    span.set_parent(TraceContextPropagator::new().extract(&fields))
+        .ok();
+}

@@ -1,73 +1,19 @@
 //! Spans reach a real (in-process) OTLP/gRPC collector, with the service name as resource.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bcfy_runtime::telemetry::{self, LogConfig, OtlpSettings};
 use bcfy_test_support::eventually;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use tonic::codec::CompressionEncoding;
-
-/// Records every export request it receives.
-#[derive(Clone, Default)]
-struct Collector {
-    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.requests.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Collector {
-    /// (service.name, span name) of every span received so far.
-    fn spans(&self) -> Vec<(String, String)> {
-        let requests = self.requests.lock().unwrap();
-        let mut spans = Vec::new();
-        for resource_spans in requests.iter().flat_map(|r| &r.resource_spans) {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref())
-                .map(|v| format!("{:?}", v.value))
-                .unwrap_or_default();
-            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
-                spans.push((service.clone(), span.name.clone()));
-            }
-        }
-        spans
-    }
-}
+use bcfy_test_support::otlp::Collector;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_grpc_collector() -> anyhow::Result<()> {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let service =
-        TraceServiceServer::new(collector.clone()).accept_compressed(CompressionEncoding::Gzip);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-
-    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), endpoint)].into();
+    let collector = Collector::start().await;
+    let env = [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+        collector.endpoint().to_owned(),
+    )]
+    .into();
     let (subscriber, guard) = telemetry::build(
         "otlp-test-service",
         &LogConfig::default(),
@@ -89,11 +35,9 @@ async fn spans_reach_an_otlp_grpc_collector() -> anyhow::Result<()> {
     )
     .await;
     assert_eq!(spans.len(), 1, "{spans:?}");
-    assert_eq!(spans[0].1, "poll_shard");
-    assert!(
-        spans[0].0.contains("otlp-test-service"),
-        "resource: {}",
-        spans[0].0
-    );
+    assert_eq!(spans[0].name, "poll_shard");
+    assert_eq!(spans[0].service, "otlp-test-service");
+    assert_eq!(spans[0].attributes["shard"], "fire-dispatch");
+    assert!(spans[0].parent_span_id.is_empty(), "a root span");
     Ok(())
 }

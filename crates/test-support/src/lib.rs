@@ -8,6 +8,7 @@
 //!   the pinned version is provisioned under `target/` (see [`nats::binary`]).
 //! - [`eventually`]: wait for a condition with patience instead of sleeping;
 //! - [`isolated`]: a service in a runtime of its own, to stop or kill, and metric readings.
+//! - [`otlp`]: an in-process OTLP/gRPC collector that records the spans services export;
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
 //! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
 //! - [`trace_init`]: scoped, test-friendly logs (`RUST_LOG` to change the level).
@@ -15,6 +16,7 @@
 pub mod eventually;
 pub mod isolated;
 pub mod nats;
+pub mod otlp;
 pub mod proc_stat;
 pub mod speech;
 

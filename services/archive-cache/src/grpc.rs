@@ -5,6 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bcfy_bus::trace_context;
 use bcfy_proto::archive_service_server::ArchiveService;
 use bcfy_proto::{
     GetArchivedCallsRequest, GetArchivedCallsResponse, StreamArchivedCallsRequest,
@@ -12,6 +13,7 @@ use bcfy_proto::{
 };
 use futures::Stream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::archive::{Archive, ArchiveError, block_key, block_range};
 use crate::cache::BlockCache;
@@ -72,6 +74,20 @@ impl<C> GrpcArchive<C> {
     }
 }
 
+/// A span for one request that continues the caller's trace when its metadata carries
+/// `traceparent`, so an archive lookup made on behalf of a call joins that call's trace.
+fn request_span<T>(name: &'static str, request: &Request<T>, sid: i64) -> tracing::Span {
+    let span = tracing::info_span!("archive_request", otel.name = name, api = "grpc", sid);
+    let text = |key| {
+        request
+            .metadata()
+            .get(key)
+            .and_then(|value| value.to_str().ok())
+    };
+    trace_context::follow_w3c(&span, text("traceparent"), text("tracestate"));
+    span
+}
+
 type BlockStream =
     Pin<Box<dyn Stream<Item = Result<StreamArchivedCallsResponse, Status>> + Send + 'static>>;
 
@@ -81,9 +97,10 @@ impl<C: BlockCache> ArchiveService for GrpcArchive<C> {
         &self,
         request: Request<GetArchivedCallsRequest>,
     ) -> Result<Response<GetArchivedCallsResponse>, Status> {
+        let span = request_span("archive_get", &request, request.get_ref().sid);
         let request = request.into_inner();
         let answer = match block_key(request.sid, request.talkgroup, request.time) {
-            Ok(key) => self.archive.get(key).await,
+            Ok(key) => self.archive.get(key).instrument(span).await,
             Err(error) => Err(error),
         };
         self.answered(&answer.as_ref().map(drop));
@@ -102,6 +119,7 @@ impl<C: BlockCache> ArchiveService for GrpcArchive<C> {
         &self,
         request: Request<StreamArchivedCallsRequest>,
     ) -> Result<Response<Self::StreamArchivedCallsStream>, Status> {
+        let span = request_span("archive_range", &request, request.get_ref().sid);
         let request = request.into_inner();
         let keys = block_range(
             request.sid,
@@ -117,20 +135,24 @@ impl<C: BlockCache> ArchiveService for GrpcArchive<C> {
         // One block at a time, in order; the stream ends at the first error.
         let blocks = futures::stream::unfold(
             (archive, keys.into_iter(), false),
-            |(archive, mut keys, failed)| async move {
-                if failed {
-                    return None;
+            move |(archive, mut keys, failed)| {
+                let span = span.clone();
+                async move {
+                    if failed {
+                        return None;
+                    }
+                    let key = keys.next()?;
+                    let item = archive
+                        .get(key)
+                        .instrument(span)
+                        .await
+                        .map(|result| StreamArchivedCallsResponse {
+                            result: Some(result),
+                        })
+                        .map_err(|error| status(&error));
+                    let failed = item.is_err();
+                    Some((item, (archive, keys, failed)))
                 }
-                let key = keys.next()?;
-                let item = archive
-                    .get(key)
-                    .await
-                    .map(|result| StreamArchivedCallsResponse {
-                        result: Some(result),
-                    })
-                    .map_err(|error| status(&error));
-                let failed = item.is_err();
-                Some((item, (archive, keys, failed)))
             },
         );
         Ok(Response::new(Box::pin(blocks)))

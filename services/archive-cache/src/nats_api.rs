@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use async_nats::service::{self, ServiceExt as _};
+use bcfy_bus::trace_context;
 use bcfy_proto::{
     ArchiveRange, GetArchivedCallsRequest, GetArchivedCallsResponse, StreamArchivedCallsRequest,
 };
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::archive::{Archive, ArchiveError, block_key, block_range};
 use crate::cache::BlockCache;
@@ -144,9 +146,17 @@ impl NatsApi {
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 let payload = &request.message.payload;
+                let name = match query {
+                    Query::Get => "archive_get",
+                    Query::Range { .. } => "archive_range",
+                };
+                let span = tracing::info_span!("archive_request", otel.name = name, api = "nats");
+                trace_context::follow(&span, request.message.headers.as_ref());
                 let reply = match query {
-                    Query::Get => get(&archive, payload).await,
-                    Query::Range { max_blocks } => range(&archive, payload, max_blocks).await,
+                    Query::Get => get(&archive, payload).instrument(span).await,
+                    Query::Range { max_blocks } => {
+                        range(&archive, payload, max_blocks).instrument(span).await
+                    }
                 };
                 let code = match &reply {
                     Ok(_) => tonic::Code::Ok,

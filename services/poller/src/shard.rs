@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
 use bcfy_broadcastify::{Client, LiveQuery, Selector};
 use bcfy_bus::publish::PublishError;
-use bcfy_bus::{CallId, Publisher, Shard, Stage, subject};
+use bcfy_bus::{CallId, Publisher, Shard, Stage, subject, trace_context};
 use bcfy_proto::{DeadLetter, LiveCallEnvelope, ShardKey};
 use bcfy_runtime::admin::ReadinessLatch;
 use rand::Rng as _;
@@ -356,14 +356,21 @@ impl ShardPoller {
                 }
             }
         }
-        let mut batch: Vec<(String, &str, &LiveCallEnvelope)> = Vec::with_capacity(envelopes.len());
+        // Sent one after another, their PubAcks awaited together (one round trip per poll).
+        let mut pending = Vec::with_capacity(envelopes.len());
         for (shard, id, envelope) in &envelopes {
-            batch.push((subject::live(*shard), id.as_str(), envelope));
+            let span = trace_context::linked_to_current(
+                tracing::info_span!(parent: None, "call", call_id = %id, shard = %self.name),
+            );
+            pending.push(
+                self.publisher
+                    .start(subject::live(*shard), id.as_str(), envelope)
+                    .instrument(span)
+                    .await?,
+            );
         }
-        for (result, (_, id, _)) in self
-            .publisher
-            .publish_all(batch)
-            .await?
+        for (result, (_, id, _)) in futures::future::join_all(pending)
+            .await
             .into_iter()
             .zip(&envelopes)
         {

@@ -472,24 +472,29 @@ async fn the_request_budget_is_shared_by_every_replica() {
 }
 
 #[tokio::test]
-async fn each_published_call_carries_the_poll_span_context() {
+async fn each_published_call_starts_a_trace_of_its_own() {
     let h = harness().await;
-    let keys = BTreeSet::from([h.add(FIRE)]);
+    let keys = BTreeSet::from([h.add(FIRE), h.add(FIRE)]);
     let poller = start(h.config("a", vec![shard("fire", FIRE)]));
     h.expect_published(&keys).await;
     let stream = h.js.get_stream(STREAM_CALLS_LIVE).await.unwrap();
-    let message = stream.get_raw_message(1).await.unwrap();
-    let traceparent = message
-        .headers
-        .get("traceparent")
-        .expect("a traceparent header");
-    let parts: Vec<&str> = traceparent.as_str().split('-').collect();
-    assert_eq!(parts.len(), 4, "{traceparent:?}");
-    assert_ne!(parts[1], "0".repeat(32), "a real trace id");
-    assert_eq!(
-        message.headers.get("Content-Type").map(|v| v.as_str()),
-        Some("application/protobuf; proto=broadcastify.v1.LiveCallEnvelope")
-    );
+    let mut trace_ids = BTreeSet::new();
+    for sequence in 1..=2 {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let traceparent = message
+            .headers
+            .get("traceparent")
+            .expect("a traceparent header");
+        let parts: Vec<&str> = traceparent.as_str().split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent:?}");
+        assert_ne!(parts[1], "0".repeat(32), "a real trace id");
+        trace_ids.insert(parts[1].to_owned());
+        assert_eq!(
+            message.headers.get("Content-Type").map(|v| v.as_str()),
+            Some("application/protobuf; proto=broadcastify.v1.LiveCallEnvelope")
+        );
+    }
+    assert_eq!(trace_ids.len(), 2, "one trace per call, even from one poll");
     poller.stop().await;
 }
 
