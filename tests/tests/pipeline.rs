@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_e2e::Service;
+use bcfy_e2e::yaml::{common, free_port, site};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{GetArchivedCallsRequest, TranscriptionResult};
 use bcfy_simulator::{CallSpec, SimConfig, Simulator};
@@ -22,29 +23,6 @@ const SID: i64 = 7001;
 const TG: i64 = 2345;
 /// Building the binaries (if needed), loading the model, and ~1–4 s per call on 2 cores.
 const PATIENCE: Duration = Duration::from_secs(300);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn site(sim: &Simulator, with_account: bool) -> String {
-    let url = sim.url();
-    let account = if with_account {
-        format!(
-            "  username: {}\n  password: {}\n",
-            sim.config().username,
-            sim.config().password
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "broadcastify:\n  base_url: {url}\n  cdn_url: {url}\n  alternate_cdn_url: {url}\n{account}"
-    )
-}
 
 #[tokio::test]
 async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
@@ -77,19 +55,13 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
     let dir = tempfile::tempdir().expect("temp dir");
-    let common = |admin: u16| {
-        format!(
-            "nats:\n  urls: [\"{}\"]\nadmin:\n  listen_addr: 127.0.0.1:{admin}\nlog:\n  filter: info\n",
-            nats.url()
-        )
-    };
     let grpc = free_port();
     let _services = [
         Service::start_with_env(
             "poller",
             &format!(
                 "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    groups: [\"{SID}-{TG}\"]\n",
-                common(free_port()),
+                common(&nats.url()),
                 site(&sim, true)
             ),
             dir.path(),
@@ -97,7 +69,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         ),
         Service::start_with_env(
             "audio-fetcher",
-            &format!("{}{}", common(free_port()), site(&sim, false)),
+            &format!("{}{}", common(&nats.url()), site(&sim, false)),
             dir.path(),
             &otel,
         ),
@@ -105,7 +77,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             "transcriber",
             &format!(
                 "{}transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n",
-                common(free_port()),
+                common(&nats.url()),
                 tiny_en_model_dir().display(),
                 model_cache_dir().display()
             ),
@@ -116,7 +88,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             "archive-cache",
             &format!(
                 "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
-                common(free_port()),
+                common(&nats.url()),
                 site(&sim, true)
             ),
             dir.path(),

@@ -1,0 +1,40 @@
+//! Config snippets shared by every service in a whole-system run.
+
+use bcfy_simulator::Simulator;
+
+/// A free loopback port (for an admin or gRPC listener).
+///
+/// # Panics
+///
+/// When the OS has none to give.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `nats`, `admin` (on a free port) and `log` settings.
+pub fn common(nats_url: &str) -> String {
+    format!(
+        "nats:\n  urls: [\"{nats_url}\"]\nadmin:\n  listen_addr: 127.0.0.1:{}\nlog:\n  filter: info\n",
+        free_port()
+    )
+}
+
+/// `broadcastify` pointing every URL at the simulator, with its account when `with_account`.
+pub fn site(sim: &Simulator, with_account: bool) -> String {
+    let url = sim.url();
+    let account = if with_account {
+        format!(
+            "  username: {}\n  password: {}\n",
+            sim.config().username,
+            sim.config().password
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "broadcastify:\n  base_url: {url}\n  cdn_url: {url}\n  alternate_cdn_url: {url}\n{account}"
+    )
+}
