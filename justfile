@@ -53,6 +53,17 @@ test:
     cargo nextest run --workspace --locked --profile ci
     cargo test --workspace --doc --locked
 
-# Benchmarks (criterion); prints medians.
+# The Helm chart's checks alone (lint, render, validate, schema, assertions); needs the tools
+# from scripts/tools.sh on PATH.
+chart:
+    cargo nextest run -p bcfy-chart --locked
+
+# Benchmarks (criterion and load runs per service); prints medians.
 bench:
-    cargo bench --workspace --locked
+    cargo bench --workspace --exclude bcfy-e2e --locked
+
+# The whole pipeline under load (release binaries, fake STT): the table in BENCHMARKS.md.
+# Knobs: BENCH_TALKGROUPS, BENCH_RATES, BENCH_SECONDS, BENCH_POLL_INTERVAL_MS.
+bench-e2e:
+    cargo build --release --workspace --bins --locked
+    cargo bench -p bcfy-e2e --bench load --locked

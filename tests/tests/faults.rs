@@ -76,7 +76,7 @@ fn service_configs(
             "poller",
             format!(
                 "{}{}live_producer:\n  poll_interval: 1s\n  max_backoff: 4s\nshards:\n  - name: a\n    groups: [{}]\n  - name: b\n    groups: [{}]\n",
-                common(nats),
+                common(nats, "info"),
                 site(sim, true),
                 groups(7001),
                 groups(7002)
@@ -86,7 +86,7 @@ fn service_configs(
             "audio-fetcher",
             format!(
                 "{}{}audio:\n  ack_wait: 5s\n  not_found_initial_delay: 500ms\n  not_found_max_delay: 2s\n  retry_initial_delay: 500ms\n  retry_max_delay: 3s\n",
-                common(nats),
+                common(nats, "info"),
                 site(sim, false)
             ),
         ),
@@ -94,7 +94,7 @@ fn service_configs(
             "transcriber",
             format!(
                 "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: {STT_KEY}\n  max_concurrency: 4\n  request_timeout: 5s\nconsumer:\n  ack_wait: 5s\n  retry_initial_delay: 500ms\n  retry_max_delay: 3s\n  provider_backoff_initial: 1s\n  provider_backoff_max: 3s\n",
-                common(nats),
+                common(nats, "info"),
                 stt.url()
             ),
         ),
@@ -102,7 +102,7 @@ fn service_configs(
             "archive-cache",
             format!(
                 "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
-                common(nats),
+                common(nats, "info"),
                 site(sim, true)
             ),
         ),

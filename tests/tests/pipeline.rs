@@ -61,7 +61,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             "poller",
             &format!(
                 "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    groups: [\"{SID}-{TG}\"]\n",
-                common(&nats.url()),
+                common(&nats.url(), "info"),
                 site(&sim, true)
             ),
             dir.path(),
@@ -69,7 +69,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         ),
         Service::start_with_env(
             "audio-fetcher",
-            &format!("{}{}", common(&nats.url()), site(&sim, false)),
+            &format!("{}{}", common(&nats.url(), "info"), site(&sim, false)),
             dir.path(),
             &otel,
         ),
@@ -77,7 +77,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             "transcriber",
             &format!(
                 "{}transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n",
-                common(&nats.url()),
+                common(&nats.url(), "info"),
                 tiny_en_model_dir().display(),
                 model_cache_dir().display()
             ),
@@ -88,7 +88,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             "archive-cache",
             &format!(
                 "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
-                common(&nats.url()),
+                common(&nats.url(), "info"),
                 site(&sim, true)
             ),
             dir.path(),

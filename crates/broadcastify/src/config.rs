@@ -21,7 +21,7 @@ pub const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
 /// Settings of [`Client`](crate::Client).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// The website origin (login, live calls, archive). Point it at `bcfy-sim` for local runs.
@@ -33,6 +33,7 @@ pub struct ClientConfig {
     /// Account name (or e-mail); needed for talkgroup, system, node and archive requests.
     pub username: Option<String>,
     /// Account password.
+    #[schemars(with = "Option<String>")]
     pub password: Option<SecretString>,
     /// `User-Agent` sent on every request.
     pub user_agent: String,
@@ -40,9 +41,11 @@ pub struct ClientConfig {
     pub accept_language: String,
     /// Time allowed for one request, body included.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub request_timeout: Duration,
     /// Time allowed to connect.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub connect_timeout: Duration,
     /// Requests in flight at once from this process (a courtesy to the site).
     pub max_concurrency: usize,

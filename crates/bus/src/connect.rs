@@ -21,12 +21,13 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 const RECONNECT_BASE_DELAY: Duration = Duration::from_millis(100);
 
 /// NATS connection settings (`nats.*`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
     /// Servers to connect to; a list or a comma-separated string
     /// (`BCFY_NATS__URLS=nats://a:4222,nats://b:4222`).
     #[serde(deserialize_with = "url_list")]
+    #[schemars(with = "Vec<String>")]
     pub urls: Vec<String>,
     /// Connection name shown by the server (defaults to the service name).
     pub name: Option<String>,
@@ -37,24 +38,29 @@ pub struct NatsConfig {
     /// User for user/password auth.
     pub user: Option<String>,
     /// Password for user/password auth.
+    #[schemars(with = "Option<String>")]
     pub password: Option<SecretString>,
     /// Token auth.
+    #[schemars(with = "Option<String>")]
     pub token: Option<SecretString>,
     /// TLS settings.
     pub tls: TlsConfig,
     /// Time allowed for one connection attempt.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub connect_timeout: Duration,
     /// Time allowed for a request (including JetStream API calls).
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub request_timeout: Duration,
     /// Longest pause between reconnect attempts.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub reconnect_max_delay: Duration,
 }
 
 /// TLS settings (`nats.tls.*`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Refuse to connect without TLS.

@@ -47,16 +47,18 @@ pub const KV_ARCHIVE_CACHE: &str = "archive-cache";
 
 /// Overrides of one stream's limits (`topology.<stream>.*`); unset ones keep the stream's
 /// default (see [`TopologyConfig::limits`]).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamLimits {
     /// How long events are kept.
     #[serde(with = "units::optional_duration")]
+    #[schemars(with = "Option<units::DurationSchema>")]
     pub max_age: Option<Duration>,
     /// Size at which the stream refuses new events (back-pressure, not loss).
     pub max_bytes: Option<ByteSize>,
     /// Window in which a repeated `Nats-Msg-Id` is dropped.
     #[serde(with = "units::optional_duration")]
+    #[schemars(with = "Option<units::DurationSchema>")]
     pub duplicate_window: Option<Duration>,
 }
 
@@ -72,7 +74,7 @@ pub struct Limits {
 }
 
 /// The topology's tunable settings (`topology.*`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TopologyConfig {
     /// Replicas of every stream and bucket (1, or 3 on a three-node cluster).
@@ -91,6 +93,7 @@ pub struct TopologyConfig {
     pub archive_cache_max_bytes: ByteSize,
     /// How long a poller lease lives without renewal.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub lease_ttl: Duration,
 }
 

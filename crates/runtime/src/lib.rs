@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod healthcheck;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::AdminConfig;
 use crate::config::{ConfigSource, EXIT_CONFIG, Validate};
 use crate::shutdown::{DrainOutcome, Shutdown};
 use crate::telemetry::{self, LogConfig, OtlpSettings};
@@ -18,11 +19,15 @@ use crate::telemetry::{self, LogConfig, OtlpSettings};
 pub trait ServiceConfig: DeserializeOwned + Validate {
     /// Log settings.
     fn log(&self) -> &LogConfig;
+    /// The admin port (probed by `healthcheck`).
+    fn admin(&self) -> &AdminConfig;
     /// How long shutdown waits for in-flight work.
     fn shutdown_grace(&self) -> Duration;
 }
 
 /// Runs service `name`: `run(config, shutdown)` until it returns or a signal's drain ends.
+/// With `healthcheck` as the first argument it only probes a running instance's `/readyz`
+/// (see [`crate::healthcheck`]).
 pub fn main<C, F, Fut, E>(name: &'static str, run: F) -> ExitCode
 where
     C: ServiceConfig,
@@ -43,6 +48,9 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return crate::healthcheck::exit_code(config.admin());
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

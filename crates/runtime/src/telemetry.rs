@@ -19,7 +19,7 @@ use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt as _, regis
 use crate::config::{ConfigIssue, Validate};
 
 /// Log output settings (`log.format`, `log.filter`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `plain` for people, `json` for log collectors (one object per line).
@@ -29,7 +29,7 @@ pub struct LogConfig {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.

@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, de};
+use serde::{Deserialize, Deserializer, Serializer, de};
 
 /// `#[serde(with = "bcfy_runtime::units::duration")]` for a [`Duration`] field.
 pub mod duration {
@@ -21,6 +21,15 @@ pub mod duration {
     /// When the value is negative, not finite, or not a duration.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         deserializer.deserialize_any(DurationVisitor)
+    }
+
+    /// Writes `30s`, `1h 30m`: the form the config files use (and the schema's defaults show).
+    ///
+    /// # Errors
+    ///
+    /// When the serializer fails.
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*value))
     }
 }
 
@@ -39,6 +48,21 @@ pub mod optional_duration {
         #[derive(Deserialize)]
         struct Wrapped(#[serde(with = "super::duration")] Duration);
         Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(d)| d))
+    }
+
+    /// Like [`duration::serialize`](super::duration::serialize); `None` gives `null`.
+    ///
+    /// # Errors
+    ///
+    /// When the serializer fails.
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => super::duration::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
     }
 }
 
@@ -82,6 +106,28 @@ impl de::Visitor<'_> for DurationVisitor {
     }
 }
 
+/// The JSON schema of a duration setting (`#[schemars(with = "units::DurationSchema")]` beside
+/// `#[serde(with = "units::duration")]`): what config files and the Helm chart's values schema
+/// accept.
+#[derive(Debug)]
+pub struct DurationSchema;
+
+impl schemars::JsonSchema for DurationSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration with a unit (30s, 500ms, 1h 30m) or a number of seconds.",
+            "anyOf": [
+                {"type": "string", "pattern": "^\\s*([0-9]+(\\.[0-9]+)?\\s*[a-zµ]*\\s*)+$"},
+                {"type": "number", "minimum": 0}
+            ]
+        })
+    }
+}
+
 /// A size in bytes, written `512KiB`, `10MB`, `1GiB` or as a bare number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteSize(pub u64);
@@ -91,6 +137,22 @@ pub struct ByteSize(pub u64);
 #[error("`{input}` is not a size (use e.g. 512KiB, 10MB, 1GiB or a number of bytes)")]
 pub struct InvalidByteSize {
     input: String,
+}
+
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size with a unit (512KiB, 10MB, 1GiB) or a number of bytes.",
+            "anyOf": [
+                {"type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([KkMmGgTt][Ii]?[Bb]|[Bb])?\\s*$"},
+                {"type": "integer", "minimum": 0}
+            ]
+        })
+    }
 }
 
 impl ByteSize {

@@ -3,8 +3,16 @@
 
 use std::net::SocketAddr;
 
-use bcfy_runtime::admin::{AdminServer, Readiness};
+use bcfy_runtime::admin::{AdminConfig, AdminServer, Readiness};
+use bcfy_runtime::healthcheck;
 use tokio_util::sync::CancellationToken;
+
+/// What `<service> healthcheck` would conclude (a blocking probe, off the runtime's thread).
+async fn healthcheck_passes(addr: SocketAddr) -> bool {
+    tokio::task::spawn_blocking(move || healthcheck::ready(&AdminConfig { listen_addr: addr }))
+        .await
+        .unwrap()
+}
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
@@ -37,8 +45,10 @@ async fn readyz_flips_with_the_latches_and_metrics_are_served() -> anyhow::Resul
         get(addr, "/readyz").await,
         (503, "not ready: upstream-session\n".into())
     );
+    assert!(!healthcheck_passes(addr).await);
     session.set_ready();
     assert_eq!(get(addr, "/readyz").await, (200, "ready\n".to_owned()));
+    assert!(healthcheck_passes(addr).await);
 
     // A component that loses its dependency pulls the latch again.
     nats.set_not_ready();

@@ -39,6 +39,8 @@ pub struct Simulator {
     state: Arc<state::State>,
     addr: SocketAddr,
     stop: CancellationToken,
+    /// Stops only the generator (a child of `stop`).
+    generating: CancellationToken,
 }
 
 impl Simulator {
@@ -64,10 +66,16 @@ impl Simulator {
                 tracing::error!(error = %error, "Simulator server failed.");
             }
         });
+        let generating = stop.child_token();
         if state.config.calls_per_second > 0.0 {
-            tokio::spawn(generate(Arc::clone(&state), stop.clone()));
+            tokio::spawn(generate(Arc::clone(&state), generating.clone()));
         }
-        Ok(Self { state, addr, stop })
+        Ok(Self {
+            state,
+            addr,
+            stop,
+            generating,
+        })
     }
 
     /// The bound address.
@@ -127,6 +135,11 @@ impl Simulator {
     /// The requests received (newest last), headers included.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests()
+    }
+
+    /// Stops making new calls; the site and the CDN keep answering (a load run's drain).
+    pub fn stop_generating(&self) {
+        self.generating.cancel();
     }
 
     /// Stops the server and the generator.

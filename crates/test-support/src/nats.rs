@@ -94,6 +94,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.ports().client)
     }
 
+    /// The process id, while the server runs (for CPU and memory readings).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
     /// The JetStream store directory (it survives restarts).
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")

@@ -1,4 +1,5 @@
-//! CPU time from `/proc` (Linux), for load runs that report cores used per process or thread.
+//! CPU time and peak memory from `/proc` (Linux), for load runs that report cores used and RSS
+//! per process or thread.
 
 use std::path::Path;
 
@@ -35,6 +36,22 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     cpu_seconds(Path::new(&format!("/proc/{pid}/stat")))
 }
 
+/// The peak resident set size of process `pid` (`VmHWM`), in bytes; 0 when unknown.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// CPU seconds used by this process's threads whose name starts with `prefix`.
 pub fn threads_cpu_seconds(prefix: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -57,5 +74,6 @@ mod tests {
         assert!(burn > 0);
         assert!(super::process_cpu_seconds(std::process::id()) > 0.0);
         assert!(super::threads_cpu_seconds("") > 0.0);
+        assert!(super::peak_rss_bytes(std::process::id()) > 1 << 20);
     }
 }

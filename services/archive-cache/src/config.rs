@@ -17,7 +17,7 @@ use bcfy_runtime::units;
 use serde::Deserialize;
 
 /// Everything the archive cache reads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArchiveCacheConfig {
     /// NATS connection.
@@ -36,6 +36,7 @@ pub struct ArchiveCacheConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// How long a request may wait for the budget before it is answered UNAVAILABLE.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub budget_wait_max: Duration,
     /// Most blocks one range request may cover.
     pub max_range_blocks: u32,
@@ -47,6 +48,7 @@ pub struct ArchiveCacheConfig {
     pub instance_id: Option<String>,
     /// How long shutdown waits for requests in flight.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub shutdown_grace: Duration,
 }
 
@@ -75,13 +77,17 @@ impl ServiceConfig for ArchiveCacheConfig {
         &self.log
     }
 
+    fn admin(&self) -> &AdminConfig {
+        &self.admin
+    }
+
     fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
     }
 }
 
 /// `grpc.*`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcConfig {
     /// Listen address.
@@ -100,7 +106,7 @@ impl Default for GrpcConfig {
 }
 
 /// `grpc.tls.*`: PEM files.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The server certificate chain.
@@ -112,7 +118,7 @@ pub struct TlsConfig {
 }
 
 /// `nats_service.*`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsServiceConfig {
     /// Serve the NATS API.
@@ -135,20 +141,24 @@ impl Default for NatsServiceConfig {
 }
 
 /// `cache.*`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// How long a closed block is served without asking the upstream.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub closed_ttl: Duration,
     /// How long the block still filling is served without asking the upstream.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub current_ttl: Duration,
     /// A block counts as closed this long after its end (late calls still arrive before).
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub closed_margin: Duration,
     /// How long a replica's claim to fetch a block lasts if it dies before finishing.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub claim_ttl: Duration,
     /// Fresh blocks each replica also keeps in memory (0: none), so a hit needs no KV read.
     pub memory_entries: usize,

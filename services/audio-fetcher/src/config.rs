@@ -16,7 +16,7 @@ use bcfy_runtime::units::{self, ByteSize};
 use serde::Deserialize;
 
 /// Everything the audio fetcher reads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FetcherConfig {
     /// NATS connection.
@@ -33,6 +33,7 @@ pub struct FetcherConfig {
     pub log: LogConfig,
     /// How long shutdown waits for downloads in flight.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub shutdown_grace: Duration,
 }
 
@@ -54,7 +55,7 @@ impl Default for FetcherConfig {
 }
 
 /// `audio.*`: the consumer, chunking, retries and back-pressure.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioConfig {
     /// Durable consumer name (replicas with the same name share the work).
@@ -68,21 +69,27 @@ pub struct AudioConfig {
     /// How long a delivered call may go unacknowledged before redelivery (heartbeats extend it
     /// while a download runs).
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub ack_wait: Duration,
     /// First retry delay after a CDN 404 (audio not written yet); doubles per attempt.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub not_found_initial_delay: Duration,
     /// Longest retry delay after a CDN 404.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub not_found_max_delay: Duration,
     /// Age of a call (since the poller received it) after which a 404 is final: dead letter.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub not_found_max_age: Duration,
     /// First retry delay after a transient failure (5xx, reset, timeout, cut body).
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub retry_initial_delay: Duration,
     /// Longest retry delay after a transient failure.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub retry_max_delay: Duration,
     /// Whether a transcriber consumes the audio (then its backlog pauses downloads).
     pub transcription_enabled: bool,
@@ -115,6 +122,10 @@ impl Default for AudioConfig {
 impl ServiceConfig for FetcherConfig {
     fn log(&self) -> &LogConfig {
         &self.log
+    }
+
+    fn admin(&self) -> &AdminConfig {
+        &self.admin
     }
 
     fn shutdown_grace(&self) -> Duration {

@@ -14,7 +14,7 @@ use bcfy_runtime::units;
 use serde::Deserialize;
 
 /// Everything the poller reads (YAML file and `BCFY_*` env).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PollerConfig {
     /// NATS connection.
@@ -37,6 +37,7 @@ pub struct PollerConfig {
     pub downstream_consumer: String,
     /// How long shutdown waits for in-flight polls to publish and save their cursor.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub shutdown_grace: Duration,
 }
 
@@ -58,11 +59,12 @@ impl Default for PollerConfig {
 }
 
 /// The spec's `LiveProducerConfig` (§3.3), names and defaults kept.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveProducerConfig {
     /// Seconds between polls when healthy.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub poll_interval: Duration,
     /// Fraction of `poll_interval` applied as +/- jitter.
     pub jitter_ratio: f64,
@@ -70,9 +72,11 @@ pub struct LiveProducerConfig {
     pub queue_maxsize: u64,
     /// First retry delay after a failure.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub initial_backoff: Duration,
     /// Ceiling of the exponential back-off.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub max_backoff: Duration,
     /// Consecutive failures after which a shard stops; unset retries forever.
     pub max_retry_attempts: Option<u32>,
@@ -80,12 +84,14 @@ pub struct LiveProducerConfig {
     pub rate_limit_per_minute: Option<u32>,
     /// How often each shard logs its health summary.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub metrics_interval: Duration,
     /// Where a shard with no saved cursor starts (epoch seconds); unset: the newest calls.
     pub initial_position: Option<f64>,
     /// How far behind the cursor each poll reaches, to catch calls published late (their `ts`
     /// already behind the cursor). Repeats are dropped by `Nats-Msg-Id` dedup.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub look_back: Duration,
 }
 
@@ -107,7 +113,7 @@ impl Default for LiveProducerConfig {
 }
 
 /// One shard: a selector with optional per-shard timing.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShardConfig {
     /// Unique name (the key of its cursor and lease), `[A-Za-z0-9_-]`.
@@ -122,6 +128,7 @@ pub struct ShardConfig {
     pub playlist: Option<String>,
     /// Overrides `live_producer.poll_interval`.
     #[serde(with = "units::optional_duration")]
+    #[schemars(with = "Option<units::DurationSchema>")]
     pub poll_interval: Option<Duration>,
     /// Overrides `live_producer.jitter_ratio`.
     pub jitter_ratio: Option<f64>,
@@ -174,6 +181,10 @@ impl ShardConfig {
 impl bcfy_runtime::service::ServiceConfig for PollerConfig {
     fn log(&self) -> &LogConfig {
         &self.log
+    }
+
+    fn admin(&self) -> &AdminConfig {
+        &self.admin
     }
 
     fn shutdown_grace(&self) -> Duration {

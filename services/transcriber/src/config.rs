@@ -25,7 +25,7 @@ use url::Url;
 pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1/audio/transcriptions";
 
 /// Everything the transcriber reads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscriberConfig {
     /// NATS connection.
@@ -42,6 +42,7 @@ pub struct TranscriberConfig {
     pub log: LogConfig,
     /// How long shutdown waits for transcriptions in flight.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub shutdown_grace: Duration,
 }
 
@@ -62,6 +63,10 @@ impl Default for TranscriberConfig {
 impl ServiceConfig for TranscriberConfig {
     fn log(&self) -> &LogConfig {
         &self.log
+    }
+
+    fn admin(&self) -> &AdminConfig {
+        &self.admin
     }
 
     fn shutdown_grace(&self) -> Duration {
@@ -120,7 +125,7 @@ impl Validate for TranscriberConfig {
 }
 
 /// `consumer.*`: which audio this replica takes and how it retries.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Durable consumer name (replicas with the same name share the work).
@@ -130,20 +135,25 @@ pub struct ConsumerConfig {
     /// How long a call may go without a heartbeat before it is redelivered (heartbeats go out
     /// every third of it while a call is transcribed).
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub ack_wait: Duration,
     /// First NAK delay after a transient failure; it doubles per attempt.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub retry_initial_delay: Duration,
     /// Longest NAK delay.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub retry_max_delay: Duration,
     /// Transient provider failures in a row after which this replica stops taking calls.
     pub provider_backoff_after: u32,
     /// The first such pause; it doubles with each further failure.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub provider_backoff_initial: Duration,
     /// The longest such pause.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub provider_backoff_max: Duration,
 }
 
@@ -163,7 +173,7 @@ impl Default for ConsumerConfig {
 }
 
 /// Where transcripts come from.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// Any OpenAI-compatible `/v1/audio/transcriptions` endpoint.
@@ -184,7 +194,7 @@ impl Provider {
 }
 
 /// The answer format asked of an OpenAI-compatible server.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseFormat {
     /// `{"text": …}` only.
@@ -205,7 +215,7 @@ impl ResponseFormat {
 }
 
 /// `transcription.*`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscriptionConfig {
     /// `false` runs the pipeline without transcripts.
@@ -217,6 +227,7 @@ pub struct TranscriptionConfig {
     /// The transcription endpoint; OpenAI's when unset.
     pub endpoint_url: Option<Url>,
     /// Sent as `Authorization: Bearer …` when set.
+    #[schemars(with = "Option<String>")]
     pub api_key: Option<SecretString>,
     /// The spoken language (ISO 639-1); unset lets the provider detect it.
     pub language: Option<String>,
@@ -224,6 +235,7 @@ pub struct TranscriptionConfig {
     pub max_concurrency: usize,
     /// How long one transcription request may take.
     #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
     pub request_timeout: Duration,
     /// The form field that carries the model: `model` for OpenAI, `model_name` for
     /// faster-whisper-server 0.0.3.
@@ -239,7 +251,7 @@ pub struct TranscriptionConfig {
 
 /// `transcription.whisper.*`: the built-in whisper.cpp engine. `model` names the transcripts'
 /// model; the weights come from `model_path`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WhisperConfig {
     /// A whisper.cpp ggml file, or a CTranslate2 (faster-whisper) model directory, converted

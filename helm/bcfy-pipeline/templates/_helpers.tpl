@@ -1,0 +1,190 @@
+{{/* Names and labels. */}}
+{{- define "bcfy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "bcfy.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of one workload: fullname-component (e.g. rel-bcfy-pipeline-poller-fire). */}}
+{{- define "bcfy.workload" -}}
+{{- printf "%s-%s" (include "bcfy.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "bcfy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bcfy.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "bcfy.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{ include "bcfy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: bcfy-pipeline
+{{- end -}}
+
+{{- define "bcfy.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "bcfy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "bcfy.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "bcfy.broadcastifySecret" -}}
+{{- default (printf "%s-broadcastify" (include "bcfy.fullname" .)) .Values.secrets.broadcastify.existingSecret -}}
+{{- end -}}
+
+{{- define "bcfy.sttSecret" -}}
+{{- default (printf "%s-stt" (include "bcfy.fullname" .)) .Values.secrets.stt.existingSecret -}}
+{{- end -}}
+
+{{/*
+A service's config file: the shared `config`, the service's own `config` over it, then what
+the chart owns (the admin port, the NATS credentials file). Args: root, config (the service's
+own config, already merged with anything per workload).
+*/}}
+{{- define "bcfy.configFile" -}}
+{{- $merged := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .config) -}}
+{{- $owned := dict "admin" (dict "listen_addr" (printf "0.0.0.0:%d" (int .root.Values.adminPort))) -}}
+{{- if .root.Values.secrets.nats.existingSecret -}}
+{{- $_ := set $owned "nats" (dict "credentials_file" "/etc/bcfy/nats/nats.creds") -}}
+{{- end -}}
+{{- $merged = mustMergeOverwrite $merged $owned -}}
+{{- toYaml $merged -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: the service's shutdown_grace ("30s") plus the margin. */}}
+{{- define "bcfy.gracePeriod" -}}
+{{- $grace := .config.shutdown_grace | toString | trimSuffix "s" | int -}}
+{{- add $grace .root.Values.terminationGraceMarginSeconds -}}
+{{- end -}}
+
+{{/*
+One pod template. Args: root, component, program, configMap, config (for the grace period),
+env (list of env entries), ports (extra container ports), resources, grpcProbe (bool).
+*/}}
+{{- define "bcfy.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "bcfy.selectorLabels" . | nindent 4 }}
+    {{- with .root.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ .configFile | sha256sum }}
+    {{- with .root.Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "bcfy.serviceAccountName" .root }}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: {{ include "bcfy.gracePeriod" . }}
+  {{- with .root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: {{ .program }}
+      image: {{ include "bcfy.image" .root }}
+      imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+      command: [{{ .program | quote }}]
+      env:
+        - name: BCFY_CONFIG_FILE
+          value: /etc/bcfy/config.yaml
+        {{- with .env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+        {{- with .root.Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: admin
+          containerPort: {{ .root.Values.adminPort }}
+          protocol: TCP
+        {{- with .ports }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      livenessProbe:
+        httpGet: {path: /livez, port: admin}
+        periodSeconds: 10
+        failureThreshold: 6
+      readinessProbe:
+        httpGet: {path: /readyz, port: admin}
+        periodSeconds: 5
+        failureThreshold: 3
+      startupProbe:
+        httpGet: {path: /livez, port: admin}
+        periodSeconds: 2
+        failureThreshold: 60
+      securityContext:
+        {{- toYaml .root.Values.securityContext | nindent 8 }}
+      resources:
+        {{- toYaml .resources | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/bcfy/config.yaml
+          subPath: config.yaml
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+        {{- if .root.Values.secrets.nats.existingSecret }}
+        - name: nats-credentials
+          mountPath: /etc/bcfy/nats
+          readOnly: true
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ .configMap }}
+    - name: tmp
+      emptyDir: {}
+    {{- if .root.Values.secrets.nats.existingSecret }}
+    - name: nats-credentials
+      secret:
+        secretName: {{ .root.Values.secrets.nats.existingSecret }}
+        items:
+          - key: nats.creds
+            path: nats.creds
+    {{- end }}
+  {{- with .root.Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .root.Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .root.Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* Broadcastify credentials as env (poller, archive-cache). */}}
+{{- define "bcfy.broadcastifyEnv" -}}
+- name: BCFY_BROADCASTIFY__USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ include "bcfy.broadcastifySecret" . }}, key: username, optional: true}
+- name: BCFY_BROADCASTIFY__PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "bcfy.broadcastifySecret" . }}, key: password, optional: true}
+{{- end -}}

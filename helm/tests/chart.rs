@@ -1,0 +1,481 @@
+//! The chart, checked by tools and by assertions on what it renders: the values schema is the
+//! one generated from the code, `helm lint --strict` passes and `helm template` renders for the
+//! default and the many-shards values, the manifests validate against the Kubernetes 1.33
+//! schemas (kubernetes-validate), yamllint is clean, the schema refuses a bad values file, and
+//! the rendered objects do what no linter checks: a poller Deployment per shard, every
+//! service's config file loadable by the service itself, secrets only as env vars, probes on the
+//! admin port, a grace period longer than the drain, hardened security contexts.
+//!
+//! helm, kubernetes-validate and yamllint come from `scripts/tools.sh` (on PATH in CI).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bcfy_chart::{CHART_DIR, values_schema_text};
+use bcfy_runtime::config::{ConfigSource, Validate};
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const KUBERNETES_VERSION: &str = "1.33.0";
+
+fn chart() -> PathBuf {
+    PathBuf::from(CHART_DIR)
+}
+
+fn many_shards() -> PathBuf {
+    chart().join("ci/many-shards-values.yaml")
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} runs (put it on PATH with `. scripts/tools.sh`): {e}")
+        })
+}
+
+fn succeed(program: &str, args: &[&str]) -> String {
+    let output = run(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `helm template` with the values files given, as text.
+fn render(values: &[&Path]) -> String {
+    let chart = chart();
+    let mut args = vec!["template", "rel", chart.to_str().expect("UTF-8 path")];
+    for file in values {
+        args.extend(["-f", file.to_str().expect("UTF-8 path")]);
+    }
+    succeed("helm", &args)
+}
+
+fn to_json(yaml: &Yaml) -> Value {
+    match yaml {
+        Yaml::Real(text) => text.parse::<f64>().map_or(Value::Null, Value::from),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::from(s.clone()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        other => to_json(other).to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// Every rendered object, as JSON.
+fn parse_objects(rendered: &str) -> Vec<Value> {
+    YamlLoader::load_from_str(rendered)
+        .expect("rendered YAML parses")
+        .iter()
+        .map(to_json)
+        .filter(|o| !o.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn values(file: &Path) -> Value {
+    let text = std::fs::read_to_string(file).expect("values file");
+    to_json(&YamlLoader::load_from_str(&text).expect("values parse")[0])
+}
+
+/// Where the chart mounts the NATS credentials Secret.
+const NATS_CREDENTIALS: &str = "/etc/bcfy/nats/nats.creds";
+
+/// Loads `config_yaml` the way the service binary does (file layer, no env) into `T`. The
+/// service checks that a credentials file exists, so the mounted path is pointed at a stand-in.
+fn loads_as<T: serde::de::DeserializeOwned + Validate>(config_yaml: &str) -> Result<T, String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let credentials = dir.path().join("nats.creds");
+    std::fs::write(&credentials, "stand-in").expect("written");
+    let config_yaml = config_yaml.replace(NATS_CREDENTIALS, credentials.to_str().expect("UTF-8"));
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, config_yaml).expect("written");
+    ConfigSource::default()
+        .with_file(&file)
+        .load::<T>()
+        .map_err(|e| e.to_string())
+}
+
+fn seconds(duration: &str) -> i64 {
+    duration
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or_else(|_| panic!("{duration} is whole seconds"))
+}
+
+#[test]
+fn the_values_schema_is_generated_from_the_config_types() {
+    let path = chart().join("values.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = values_schema_text();
+    if committed != generated {
+        std::fs::write(&path, &generated).expect("schema written");
+        panic!("values.schema.json was stale and has been regenerated; commit it");
+    }
+}
+
+#[test]
+fn lint_and_render_both_values_files_and_validate_the_manifests() {
+    let chart = chart();
+    let chart = chart.to_str().expect("UTF-8");
+    succeed("helm", &["lint", "--strict", chart]);
+    let many = many_shards();
+    succeed(
+        "helm",
+        &[
+            "lint",
+            "--strict",
+            chart,
+            "-f",
+            many.to_str().expect("UTF-8"),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (label, values) in [("default", vec![]), ("many-shards", vec![many.as_path()])] {
+        let rendered = dir.path().join(format!("{label}.yaml"));
+        std::fs::write(&rendered, render(&values)).expect("written");
+        let rendered = rendered.to_str().expect("UTF-8");
+        let report = succeed(
+            "kubernetes-validate",
+            &["--strict", "-k", KUBERNETES_VERSION, rendered],
+        );
+        assert!(report.contains("passed"), "{label}: {report}");
+        // yamllint's defaults, minus the rules Helm's own output breaks (document markers,
+        // long lines in rendered config, comment spacing of `# Source:` lines is fine).
+        succeed(
+            "yamllint",
+            &[
+                "-d",
+                "{extends: default, rules: {line-length: disable, document-start: disable, indentation: {indent-sequences: whatever}}}",
+                rendered,
+            ],
+        );
+    }
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let plain = [
+        chart.to_owned() + "/values.yaml",
+        chart.to_owned() + "/Chart.yaml",
+        many.to_str().expect("UTF-8").to_owned(),
+        format!("{deploy}/compose.yaml"),
+        format!("{deploy}/compose/poller.yaml"),
+        format!("{deploy}/compose/audio-fetcher.yaml"),
+        format!("{deploy}/compose/transcriber.yaml"),
+        format!("{deploy}/compose/archive-cache.yaml"),
+    ];
+    let mut args = vec![
+        "-d",
+        "{extends: default, rules: {line-length: {max: 120}, document-start: disable, comments: {min-spaces-from-content: 1}}}",
+    ];
+    args.extend(plain.iter().map(String::as_str));
+    succeed("yamllint", &args);
+}
+
+#[test]
+fn the_schema_refuses_bad_values_and_names_each_problem() {
+    let chart = chart();
+    let bad = chart.join("ci/bad-values.yaml");
+    let output = run(
+        "helm",
+        &[
+            "lint",
+            "--strict",
+            chart.to_str().expect("UTF-8"),
+            "-f",
+            bad.to_str().expect("UTF-8"),
+        ],
+    );
+    assert!(!output.status.success(), "bad values must fail");
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    for problem in [
+        "Additional property poll_intervall is not allowed",
+        "audioFetcher.replicas: Invalid type. Expected: integer, given: string",
+        "poller.shards.0: name is required",
+        "transcriber.config.consumer.ack_wait",
+    ] {
+        assert!(said.contains(problem), "{problem} not reported:\n{said}");
+    }
+}
+
+#[test]
+fn one_poller_deployment_per_shard_each_with_its_own_shard() {
+    let values = values(&many_shards());
+    let shards = values["poller"]["shards"].as_array().expect("shards");
+    let objects = parse_objects(&render(&[&many_shards()]));
+    let deployments = of_kind(&objects, "Deployment");
+    let config_maps = of_kind(&objects, "ConfigMap");
+    let pollers: Vec<&&Value> = deployments
+        .iter()
+        .filter(|d| d["spec"]["template"]["spec"]["containers"][0]["command"][0] == "poller")
+        .collect();
+    assert_eq!(pollers.len(), shards.len(), "one Deployment per shard");
+    for shard in shards {
+        let shard_name = shard["name"].as_str().expect("name");
+        let suffix = format!("poller-{}", shard_name.to_lowercase().replace('_', "-"));
+        let deployment = pollers
+            .iter()
+            .find(|d| name(d).ends_with(&suffix))
+            .unwrap_or_else(|| panic!("no Deployment for shard {shard_name}"));
+        assert_eq!(
+            deployment["spec"]["replicas"],
+            shard.get("replicas").cloned().unwrap_or(Value::from(1)),
+            "{shard_name}: replicas (hot standby)"
+        );
+        let config_map = config_maps
+            .iter()
+            .find(|c| name(c) == name(deployment))
+            .expect("its ConfigMap");
+        let config: bcfy_poller::PollerConfig = loads_as(
+            config_map["data"]["config.yaml"]
+                .as_str()
+                .expect("config.yaml"),
+        )
+        .unwrap_or_else(|e| panic!("{shard_name}: the poller refuses its config: {e}"));
+        assert_eq!(config.shards.len(), 1, "{shard_name}: only its own shard");
+        assert_eq!(config.shards[0].name, shard_name);
+        assert_eq!(
+            config.live_producer.poll_interval.as_secs(),
+            3,
+            "shared poller settings reach every shard"
+        );
+        assert_eq!(
+            config.nats.urls.len(),
+            3,
+            "the shared nats block reaches it"
+        );
+    }
+}
+
+#[test]
+fn every_config_file_loads_in_its_service_and_carries_the_values() {
+    let objects = parse_objects(&render(&[&many_shards()]));
+    let config_of = |workload: &str| -> String {
+        of_kind(&objects, "ConfigMap")
+            .into_iter()
+            .find(|c| name(c) == format!("rel-bcfy-pipeline-{workload}"))
+            .and_then(|c| c["data"]["config.yaml"].as_str())
+            .unwrap_or_else(|| panic!("no config for {workload}"))
+            .to_owned()
+    };
+    let fetcher: bcfy_audio_fetcher::FetcherConfig =
+        loads_as(&config_of("audio-fetcher")).expect("the fetcher loads its config");
+    assert_eq!(fetcher.audio.max_concurrency, 32);
+    assert_eq!(fetcher.audio.chunk_bytes.bytes(), 512 * 1024);
+    assert_eq!(fetcher.topology.replicas, 3);
+    assert_eq!(fetcher.admin.listen_addr.port(), 9090);
+
+    let transcriber: bcfy_transcriber::TranscriberConfig =
+        loads_as(&config_of("transcriber")).expect("the transcriber loads its config");
+    assert_eq!(transcriber.transcription.max_concurrency, 4);
+    assert_eq!(transcriber.consumer.ack_wait.as_secs(), 120);
+    assert!(
+        transcriber.transcription.api_key.is_none(),
+        "the STT key is never in a ConfigMap"
+    );
+    let pool: bcfy_transcriber::TranscriberConfig =
+        loads_as(&config_of("transcriber-county")).expect("the pool loads its config");
+    assert_eq!(pool.consumer.durable_name, "transcriber-county");
+    assert_eq!(pool.consumer.filter_subject, "calls.audio.raw.8001.>");
+    assert_eq!(pool.transcription.model, "Systran/faster-whisper-medium.en");
+    assert_eq!(
+        pool.transcription.max_concurrency, 4,
+        "the pool inherits the rest"
+    );
+
+    let archive: bcfy_archive_cache::ArchiveCacheConfig =
+        loads_as(&config_of("archive-cache")).expect("the archive cache loads its config");
+    assert_eq!(archive.rate_limit_per_minute, Some(30));
+    assert_eq!(archive.cache.closed_ttl.as_secs(), 48 * 3600);
+    assert_eq!(archive.grpc.listen_addr.port(), 50051);
+    assert!(
+        archive.broadcastify.password.is_none(),
+        "no password in a ConfigMap"
+    );
+    assert!(archive.nats.credentials_file.is_some());
+    assert!(config_of("archive-cache").contains(&format!("credentials_file: {NATS_CREDENTIALS}")));
+    let mounts = of_kind(&objects, "Deployment")
+        .iter()
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|m| m["mountPath"] == "/etc/bcfy/nats")
+        .count();
+    assert!(
+        mounts >= 16,
+        "every pod mounts the NATS credentials ({mounts})"
+    );
+
+    // The default values render configs the services accept too.
+    let defaults = parse_objects(&render(&[]));
+    for config_map in of_kind(&defaults, "ConfigMap") {
+        let text = config_map["data"]["config.yaml"]
+            .as_str()
+            .expect("config.yaml");
+        let loaded = match name(config_map).trim_start_matches("rel-bcfy-pipeline-") {
+            n if n.starts_with("poller") => loads_as::<bcfy_poller::PollerConfig>(text).map(drop),
+            "audio-fetcher" => loads_as::<bcfy_audio_fetcher::FetcherConfig>(text).map(drop),
+            "transcriber" => loads_as::<bcfy_transcriber::TranscriberConfig>(text).map(drop),
+            "archive-cache" => loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(text).map(drop),
+            other => panic!("unexpected ConfigMap {other}"),
+        };
+        loaded.unwrap_or_else(|e| panic!("{}: {e}", name(config_map)));
+    }
+}
+
+#[test]
+fn pods_are_probed_on_the_admin_port_outlive_their_drain_and_are_hardened() {
+    let objects = parse_objects(&render(&[&many_shards()]));
+    let config_maps: BTreeMap<&str, &Value> = of_kind(&objects, "ConfigMap")
+        .into_iter()
+        .map(|c| (name(c), c))
+        .collect();
+    let deployments = of_kind(&objects, "Deployment");
+    assert!(deployments.len() >= 16, "{} Deployments", deployments.len());
+    for deployment in deployments {
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let admin_port = container["ports"]
+            .as_array()
+            .and_then(|ports| ports.iter().find(|p| p["name"] == "admin"))
+            .expect("an admin port");
+        assert_eq!(admin_port["containerPort"], 9090);
+        for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
+            assert_eq!(
+                container[probe]["httpGet"]["port"],
+                "admin",
+                "{}",
+                name(deployment)
+            );
+            assert_eq!(
+                container[probe]["httpGet"]["path"],
+                path,
+                "{}",
+                name(deployment)
+            );
+        }
+
+        let text = config_maps[name(deployment)]["data"]["config.yaml"]
+            .as_str()
+            .expect("config");
+        let config = to_json(&YamlLoader::load_from_str(text).expect("YAML")[0]);
+        let drain = seconds(config["shutdown_grace"].as_str().expect("shutdown_grace"));
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_i64()
+            .expect("grace");
+        assert!(
+            grace > drain,
+            "{}: {grace} s ≤ drain {drain} s",
+            name(deployment)
+        );
+
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let security = &container["securityContext"];
+        assert_eq!(security["readOnlyRootFilesystem"], true);
+        assert_eq!(security["allowPrivilegeEscalation"], false);
+        assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    }
+}
+
+#[test]
+fn secrets_reach_the_services_only_as_env_vars_from_secrets() {
+    let objects = parse_objects(&render(&[&many_shards()]));
+    let rendered_configs: String = of_kind(&objects, "ConfigMap")
+        .iter()
+        .map(|c| c["data"]["config.yaml"].as_str().unwrap_or_default())
+        .collect();
+    for secret in ["not-a-real-password", "sk-not-a-real-key"] {
+        assert!(
+            !rendered_configs.contains(secret),
+            "{secret} in a ConfigMap"
+        );
+    }
+    let env_of = |program: &str| -> Vec<Value> {
+        of_kind(&objects, "Deployment")
+            .into_iter()
+            .find(|d| d["spec"]["template"]["spec"]["containers"][0]["command"][0] == program)
+            .and_then(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let from_secret = |env: &[Value], var: &str| -> Option<String> {
+        env.iter().find(|e| e["name"] == var).and_then(|e| {
+            e["valueFrom"]["secretKeyRef"]["name"]
+                .as_str()
+                .map(str::to_owned)
+        })
+    };
+    for program in ["poller", "archive-cache"] {
+        let env = env_of(program);
+        for var in ["BCFY_BROADCASTIFY__USERNAME", "BCFY_BROADCASTIFY__PASSWORD"] {
+            assert_eq!(
+                from_secret(&env, var).as_deref(),
+                Some("rel-bcfy-pipeline-broadcastify"),
+                "{program}: {var}"
+            );
+        }
+    }
+    assert_eq!(
+        from_secret(&env_of("transcriber"), "BCFY_TRANSCRIPTION__API_KEY").as_deref(),
+        Some("rel-bcfy-pipeline-stt")
+    );
+    let secrets = of_kind(&objects, "Secret");
+    assert_eq!(
+        secrets.len(),
+        2,
+        "the chart creates the two Secrets it was given"
+    );
+}
+
+#[test]
+fn the_compose_configs_load_in_their_services() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/compose");
+    let text = |service: &str| {
+        std::fs::read_to_string(format!("{dir}/{service}.yaml")).expect("compose config")
+    };
+    let poller: bcfy_poller::PollerConfig = loads_as(&text("poller")).expect("poller");
+    assert_eq!(poller.shards.len(), 1);
+    loads_as::<bcfy_audio_fetcher::FetcherConfig>(&text("audio-fetcher")).expect("fetcher");
+    let transcriber: bcfy_transcriber::TranscriberConfig =
+        loads_as(&text("transcriber")).expect("transcriber");
+    assert_eq!(
+        transcriber.transcription.endpoint().as_str(),
+        "http://stt:8000/v1/audio/transcriptions"
+    );
+    loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(&text("archive-cache"))
+        .expect("archive cache");
+}
