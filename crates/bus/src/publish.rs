@@ -63,6 +63,12 @@ impl PublishError {
     }
 }
 
+/// At most this many PubAcks are awaited together by one task. async-nats holds one of its
+/// 5,000 in-flight permits per publish until the publish's ack future is awaited or dropped, and
+/// `publish` waits for a free permit: a task that sent more than 5,000 before awaiting any ack
+/// would wait on itself forever (the poller did, on a poll answer of more than 5,000 new calls).
+pub const MAX_ACKS_IN_FLIGHT: usize = 1_000;
+
 impl Publisher {
     /// A publisher on this JetStream context.
     pub fn new(js: jetstream::Context) -> Self {
@@ -89,8 +95,9 @@ impl Publisher {
         self.start(subject, msg_id, event).await?.await
     }
 
-    /// Publishes every event in order, with their PubAcks awaited together (pipelined), so a
-    /// batch costs about one round trip instead of one per event. Results come in input order.
+    /// Publishes every event in order, with their PubAcks awaited together (pipelined, at most
+    /// [`MAX_ACKS_IN_FLIGHT`] at a time), so a batch costs about one round trip per
+    /// [`MAX_ACKS_IN_FLIGHT`] events instead of one per event. Results come in input order.
     ///
     /// # Errors
     ///
@@ -100,11 +107,16 @@ impl Publisher {
         &self,
         events: impl IntoIterator<Item = (String, &'a str, &'a M)>,
     ) -> Result<Vec<Result<Published, PublishError>>, PublishError> {
-        let mut pending = Vec::new();
+        let mut results = Vec::new();
+        let mut pending = Vec::with_capacity(MAX_ACKS_IN_FLIGHT);
         for (subject, msg_id, event) in events {
+            if pending.len() == MAX_ACKS_IN_FLIGHT {
+                results.extend(futures::future::join_all(pending.drain(..)).await);
+            }
             pending.push(self.start(subject, msg_id, event).await?);
         }
-        Ok(futures::future::join_all(pending).await)
+        results.extend(futures::future::join_all(pending).await);
+        Ok(results)
     }
 
     /// Sends one event and returns the future of its PubAck without waiting for it, so a

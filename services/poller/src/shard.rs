@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
 use bcfy_broadcastify::{Client, LiveQuery, Selector};
-use bcfy_bus::publish::PublishError;
+use bcfy_bus::publish::{self, PublishError};
 use bcfy_bus::{CallId, Publisher, Shard, Stage, subject, trace_context};
 use bcfy_proto::{DeadLetter, LiveCallEnvelope, ShardKey};
 use bcfy_runtime::admin::ReadinessLatch;
@@ -356,24 +356,24 @@ impl ShardPoller {
                 }
             }
         }
-        // Sent one after another, their PubAcks awaited together (one round trip per poll).
-        let mut pending = Vec::with_capacity(envelopes.len());
-        for (shard, id, envelope) in &envelopes {
-            let span = trace_context::linked_to_current(
-                tracing::info_span!(parent: None, "call", call_id = %id, shard = %self.name),
-            );
-            pending.push(
-                self.publisher
-                    .start(subject::live(*shard), id.as_str(), envelope)
-                    .instrument(span)
-                    .await?,
-            );
+        // Sent one after another, their PubAcks awaited together, a bounded window at a time.
+        let mut results = Vec::with_capacity(envelopes.len());
+        for window in envelopes.chunks(publish::MAX_ACKS_IN_FLIGHT) {
+            let mut pending = Vec::with_capacity(window.len());
+            for (shard, id, envelope) in window {
+                let span = trace_context::linked_to_current(
+                    tracing::info_span!(parent: None, "call", call_id = %id, shard = %self.name),
+                );
+                pending.push(
+                    self.publisher
+                        .start(subject::live(*shard), id.as_str(), envelope)
+                        .instrument(span)
+                        .await?,
+                );
+            }
+            results.extend(futures::future::join_all(pending).await);
         }
-        for (result, (_, id, _)) in futures::future::join_all(pending)
-            .await
-            .into_iter()
-            .zip(&envelopes)
-        {
+        for (result, (_, id, _)) in results.into_iter().zip(&envelopes) {
             let published = result?;
             let counter = if published.duplicate {
                 &self.metrics.duplicates

@@ -523,3 +523,24 @@ async fn unusable_upstream_records_are_dead_lettered() {
     h.expect_published(&keys).await;
     poller.stop().await;
 }
+
+#[tokio::test]
+async fn a_poll_with_more_new_calls_than_the_ack_window_publishes_them_all() {
+    let h = harness().await;
+    let mut keys = BTreeSet::from([h.add(FIRE)]);
+    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    h.expect_published(&keys).await;
+    // More new calls in one answer than async-nats lets a publisher have unacknowledged (5,000):
+    // sending them all before awaiting any ack used to stall the shard for good.
+    for _ in 0..6_000 {
+        keys.insert(h.add(FIRE));
+    }
+    eventually(PATIENCE, "6,001 calls on calls.live", || async {
+        let mut stream = h.js.get_stream(STREAM_CALLS_LIVE).await.ok()?;
+        let stored = stream.info().await.ok()?.state.messages;
+        (stored >= keys.len() as u64).then_some(())
+    })
+    .await;
+    h.expect_published(&keys).await;
+    poller.stop().await;
+}
