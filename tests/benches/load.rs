@@ -21,12 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, consumer, stream};
-use bcfy_bus::topology::{
-    CONSUMER_AUDIO_FETCHER, CONSUMER_TRANSCRIBER, STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE,
-    STREAM_TRANSCRIPTIONS,
-};
+use async_nats::jetstream::{self, stream};
+use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIPTIONS};
 use bcfy_e2e::Service;
+use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::stt::FakeStt;
 use bcfy_e2e::yaml::{common, site};
 use bcfy_simulator::{SimConfig, Simulator};
@@ -162,19 +160,6 @@ async fn latencies(js: &jetstream::Context, calls: &[bcfy_simulator::LedgerEntry
     }
 }
 
-async fn pending(js: &jetstream::Context, stream: &str, consumer: &str) -> u64 {
-    let Ok(mut consumer) = js
-        .get_consumer_from_stream::<consumer::pull::Config, _, _>(consumer, stream)
-        .await
-    else {
-        return u64::MAX;
-    };
-    consumer
-        .info()
-        .await
-        .map_or(u64::MAX, |i| i.num_pending + i.num_ack_pending as u64)
-}
-
 async fn messages(js: &jetstream::Context, stream: &str) -> u64 {
     match js.get_stream(stream).await {
         Ok(mut stream) => stream.info().await.map_or(0, |i| i.state.messages),
@@ -194,8 +179,7 @@ async fn drain(js: &jetstream::Context, quiet: Duration) -> Duration {
             last_count = count;
             quiet_since = tokio::time::Instant::now();
         }
-        let idle = pending(js, STREAM_CALLS_LIVE, CONSUMER_AUDIO_FETCHER).await == 0
-            && pending(js, STREAM_CALLS_AUDIO, CONSUMER_TRANSCRIBER).await == 0;
+        let idle = pipeline_idle(js).await;
         if idle && quiet_since.elapsed() >= quiet {
             return quiet_since.duration_since(started);
         }

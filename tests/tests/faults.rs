@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bcfy_bus::topology::{STREAM_CALLS_LIVE, STREAM_DEAD_LETTERS, STREAM_TRANSCRIPTIONS};
 use bcfy_e2e::Service;
+use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::stt::{FakeStt, transcript_for_sha256};
 use bcfy_e2e::yaml::{common, free_port, site};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
@@ -322,6 +323,11 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
     })
     .await;
     let delivered_after = last_recovery.elapsed();
+    // Read only once nothing is left in flight, so a late duplicate cannot slip past.
+    eventually(DELIVERY_BOUND, "the pipeline to be idle", || async {
+        pipeline_idle(&js).await.then_some(())
+    })
+    .await;
 
     let live: Vec<LiveCallEnvelope> = stored(&js, STREAM_CALLS_LIVE).await;
     let transcripts: Vec<TranscriptionResult> = stored(&js, STREAM_TRANSCRIPTIONS).await;

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_e2e::Service;
+use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::yaml::{common, free_port, site};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{GetArchivedCallsRequest, TranscriptionResult};
@@ -103,8 +104,11 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         (stored >= calls.len() as u64).then_some(stream)
     })
     .await;
-    // Nothing more arrives once every call has its transcript.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Read only once nothing is left in flight, so a late duplicate cannot slip past.
+    eventually(PATIENCE, "the pipeline to be idle", || async {
+        pipeline_idle(&js).await.then_some(())
+    })
+    .await;
     let last = transcripts
         .get_info()
         .await
