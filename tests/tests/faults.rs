@@ -76,7 +76,7 @@ fn service_configs(
         (
             "poller",
             format!(
-                "{}{}live_producer:\n  poll_interval: 1s\n  max_backoff: 4s\nshards:\n  - name: a\n    groups: [{}]\n  - name: b\n    groups: [{}]\n",
+                "{}{}live_producer:\n  poll_interval: 1s\n  max_backoff: 4s\n  look_back_interval: 5s\nshards:\n  - name: a\n    groups: [{}]\n  - name: b\n    groups: [{}]\n",
                 common(nats, "info"),
                 site(sim, true),
                 groups(7001),

@@ -28,16 +28,21 @@ pub struct ParsedCalls {
 pub(crate) fn parse_calls(elements: Vec<&RawValue>) -> ParsedCalls {
     let mut parsed = ParsedCalls::default();
     for element in elements {
-        let text = element.get();
-        match serde_json::from_str(text).map(|value| Call::from_json(&value)) {
-            Ok(Ok(call)) => parsed.calls.push(UpstreamCall {
-                call,
-                raw: text.to_owned(),
-            }),
-            _ => parsed.rejected.push(sanitize_snippet(text.as_bytes())),
-        }
+        parse_call(element, &mut parsed);
     }
     parsed
+}
+
+/// Adds one element of a `calls` array: a call, or a rejected element.
+pub(crate) fn parse_call(element: &RawValue, parsed: &mut ParsedCalls) {
+    let text = element.get();
+    match serde_json::from_str(text).map(|value| Call::from_json(&value)) {
+        Ok(Ok(call)) => parsed.calls.push(UpstreamCall {
+            call,
+            raw: text.to_owned(),
+        }),
+        _ => parsed.rejected.push(sanitize_snippet(text.as_bytes())),
+    }
 }
 
 /// A `ResponseParsing` error for `body`.

@@ -239,6 +239,14 @@ impl Answer {
             .map_err(|source| Error::Transport { endpoint, source })
     }
 
+    /// The next piece of the body as it arrives; `None` at its end (under the permit).
+    pub(crate) async fn chunk(&mut self, endpoint: Endpoint) -> Result<Option<bytes::Bytes>> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|source| Error::Transport { endpoint, source })
+    }
+
     /// The error for a non-success answer: 403 is a rejected session, others a status error
     /// with `Retry-After` and a sanitized snippet.
     pub(crate) async fn into_status_error(self, endpoint: Endpoint) -> Error {

@@ -26,6 +26,7 @@ pub mod error;
 pub mod live;
 pub mod retry_after;
 pub mod session;
+mod split;
 
 pub use archive::{ArchiveBlock, ArchiveFetch, Validators};
 pub use audio::{AudioDownload, AudioEnd, AudioFile, AudioPiece};
@@ -34,5 +35,5 @@ pub use calls::{ParsedCalls, UpstreamCall};
 pub use client::Client;
 pub use config::ClientConfig;
 pub use error::{AudioDownloadError, AuthenticationError, Endpoint, Error, RetryHint};
-pub use live::{GroupKey, LiveCalls, LiveQuery, Selector};
+pub use live::{CallIdentity, GroupKey, LiveCalls, LiveQuery, Selector};
 pub use session::{LocalSession, SessionSource};

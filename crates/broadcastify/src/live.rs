@@ -5,14 +5,16 @@
 //! first poll sends `doInit=1` and gets up to the 25 newest calls; later polls send `pos` and get
 //! calls with `ts >= pos`, ascending. An empty answer has `lastPos: 0`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::calls::{ParsedCalls, epoch_field, parse_calls, parsing_error};
+use crate::calls::{ParsedCalls, epoch_field, parse_call, parsing_error};
 use crate::client::Client;
-use crate::error::{Endpoint, Result};
+use crate::error::{Endpoint, Error, Result};
+use crate::split::{CallsSplitter, SplitError};
 
 /// A talkgroup group key, `"{sid}-{tg}"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +92,8 @@ pub struct LiveQuery {
 pub struct LiveCalls {
     /// The calls (ascending by `ts`) and any elements that were not call objects.
     pub parsed: ParsedCalls,
+    /// Calls left out because the caller already had them.
+    pub known: usize,
     /// `lastPos`: the newest call's `ts`; `None` when the answer was empty (`0`).
     pub last_pos: Option<f64>,
     /// `serverTime`, when present.
@@ -125,23 +129,158 @@ struct Envelope<'a> {
     server_time: Option<serde_json::Value>,
 }
 
-/// Parses a live-calls body.
-pub(crate) fn parse_live(body: &[u8]) -> Result<LiveCalls> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
-        parsing_error(
-            Endpoint::LiveCalls,
-            format!("not the expected JSON: {e}"),
-            body,
-        )
-    })?;
-    let calls = envelope
-        .calls
-        .ok_or_else(|| parsing_error(Endpoint::LiveCalls, "no `calls` array", body))?;
-    Ok(LiveCalls {
-        parsed: parse_calls(calls),
-        last_pos: epoch_field(envelope.last_pos.as_ref()).filter(|pos| *pos != 0.0),
-        server_time: epoch_field(envelope.server_time.as_ref()),
-    })
+/// What identifies a call (`bcfy_bus::CallId` is built from it), read from a call object
+/// without parsing the rest, so calls the caller already has cost little.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallIdentity<'a> {
+    /// `systemId`, when an integer.
+    pub system_id: Option<i64>,
+    /// `filename`, when a string.
+    pub filename: Option<Cow<'a, str>>,
+    /// `hash`, when a string.
+    pub hash: Option<Cow<'a, str>>,
+}
+
+/// The identity fields as JSON allows them; a value of another type fails the read, and the
+/// call is then parsed whole like any new call.
+#[derive(Deserialize)]
+struct IdentityFields<'a> {
+    #[serde(rename = "systemId")]
+    system_id: Option<serde_json::Value>,
+    #[serde(borrow)]
+    filename: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    hash: Option<Cow<'a, str>>,
+}
+
+/// Bytes of the body's start kept for an error's snippet.
+const SNIPPET_HEAD: usize = 4096;
+
+/// Reads a live answer as it arrives: calls the caller already has are counted and dropped at
+/// once, so memory follows the new calls, not the answer.
+struct LiveReader<K> {
+    splitter: CallsSplitter,
+    head: Vec<u8>,
+    calls: ParsedCalls,
+    known: usize,
+    is_known: K,
+}
+
+impl<K: Fn(&CallIdentity<'_>) -> bool> LiveReader<K> {
+    fn new(is_known: K) -> Self {
+        Self {
+            splitter: CallsSplitter::new(),
+            head: Vec::new(),
+            calls: ParsedCalls::default(),
+            known: 0,
+            is_known,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.head.len() < SNIPPET_HEAD {
+            let room = SNIPPET_HEAD - self.head.len();
+            self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
+        let Self {
+            splitter,
+            head,
+            calls,
+            known,
+            is_known,
+        } = self;
+        splitter
+            .feed(chunk, &mut |element: &[u8]| {
+                read_element(element, is_known, calls, known)
+            })
+            .map_err(|reason: String| malformed(head, reason))
+    }
+
+    fn finish(mut self) -> Result<LiveCalls> {
+        let (envelope, split_out) = self
+            .splitter
+            .finish()
+            .map_err(|error| malformed(&self.head, error.to_string()))?;
+        let parsed: Envelope<'_> = serde_json::from_slice(&envelope)
+            .map_err(|error| malformed(&self.head, error.to_string()))?;
+        let Some(inline) = parsed.calls else {
+            return Err(parsing_error(
+                Endpoint::LiveCalls,
+                "no `calls` array",
+                &self.head,
+            ));
+        };
+        if !split_out {
+            // `calls` spelled with escapes: serde found it where the splitter did not.
+            for element in inline {
+                read_element(
+                    element.get().as_bytes(),
+                    &self.is_known,
+                    &mut self.calls,
+                    &mut self.known,
+                )
+                .map_err(|reason| malformed(&self.head, reason))?;
+            }
+        }
+        Ok(LiveCalls {
+            parsed: self.calls,
+            known: self.known,
+            last_pos: epoch_field(parsed.last_pos.as_ref()).filter(|pos| *pos != 0.0),
+            server_time: epoch_field(parsed.server_time.as_ref()),
+        })
+    }
+}
+
+/// One element of `calls`: dropped when known, else parsed (a call, or a rejected element).
+/// An element that is not JSON fails the whole answer, as a parse of the whole body did.
+fn read_element(
+    element: &[u8],
+    is_known: &impl Fn(&CallIdentity<'_>) -> bool,
+    calls: &mut ParsedCalls,
+    known: &mut usize,
+) -> std::result::Result<(), String> {
+    let element: &RawValue = serde_json::from_slice(element).map_err(|error| error.to_string())?;
+    // Any field of another type: the whole parse below tells what the element is.
+    if element.get().starts_with('{')
+        && let Ok(fields) = serde_json::from_str::<IdentityFields<'_>>(element.get())
+    {
+        let identity = CallIdentity {
+            system_id: fields
+                .system_id
+                .as_ref()
+                .and_then(serde_json::Value::as_i64),
+            filename: fields.filename,
+            hash: fields.hash,
+        };
+        if is_known(&identity) {
+            *known += 1;
+            return Ok(());
+        }
+    }
+    parse_call(element, calls);
+    Ok(())
+}
+
+fn malformed(head: &[u8], reason: impl std::fmt::Display) -> Error {
+    parsing_error(
+        Endpoint::LiveCalls,
+        format!("not the expected JSON: {reason}"),
+        head,
+    )
+}
+
+impl From<SplitError> for String {
+    fn from(error: SplitError) -> Self {
+        error.to_string()
+    }
+}
+
+/// Parses a whole live-calls body (as [`Client::live_calls`] does piece by piece).
+#[cfg(test)]
+fn parse_live(body: &[u8]) -> Result<LiveCalls> {
+    let mut reader = LiveReader::new(|_: &CallIdentity<'_>| false);
+    reader.feed(body)?;
+    reader.finish()
 }
 
 impl Client {
@@ -152,11 +291,29 @@ impl Client {
     ///
     /// Transport, status (with `Retry-After`), session and parsing errors.
     pub async fn live_calls(&self, query: &LiveQuery) -> Result<LiveCalls> {
+        self.live_calls_except(query, |_| false).await
+    }
+
+    /// Polls live calls once, leaving out the calls `is_known` recognises by their identity
+    /// (counted in [`LiveCalls::known`]). The answer is read as it arrives and a known call is
+    /// dropped before it is parsed, so a poll that reaches far back costs memory for the new
+    /// calls only.
+    ///
+    /// # Errors
+    ///
+    /// As [`live_calls`](Self::live_calls).
+    pub async fn live_calls_except(
+        &self,
+        query: &LiveQuery,
+        is_known: impl Fn(&CallIdentity<'_>) -> bool + Copy,
+    ) -> Result<LiveCalls> {
         if query.selector.needs_session() {
-            self.with_session(|token| self.live_calls_once(query, Some(token.cookie_header())))
-                .await
+            self.with_session(|token| {
+                self.live_calls_once(query, Some(token.cookie_header()), is_known)
+            })
+            .await
         } else {
-            self.live_calls_once(query, None).await
+            self.live_calls_once(query, None, is_known).await
         }
     }
 
@@ -164,6 +321,7 @@ impl Client {
         &self,
         query: &LiveQuery,
         cookie: Option<String>,
+        is_known: impl Fn(&CallIdentity<'_>) -> bool,
     ) -> Result<LiveCalls> {
         let mut form: Vec<(&str, String)> = Vec::new();
         let (mut system_id, mut sid) = (0, 0);
@@ -192,11 +350,15 @@ impl Client {
         if let Some(cookie) = cookie {
             request = request.header(reqwest::header::COOKIE, cookie);
         }
-        let answer = self.send(Endpoint::LiveCalls, request).await?;
+        let mut answer = self.send(Endpoint::LiveCalls, request).await?;
         if !answer.response.status().is_success() {
             return Err(answer.into_status_error(Endpoint::LiveCalls).await);
         }
-        parse_live(&answer.bytes(Endpoint::LiveCalls).await?)
+        let mut reader = LiveReader::new(is_known);
+        while let Some(chunk) = answer.chunk(Endpoint::LiveCalls).await? {
+            reader.feed(&chunk)?;
+        }
+        reader.finish()
     }
 }
 
@@ -258,6 +420,17 @@ mod tests {
         use super::*;
         use crate::error::Error;
 
+        /// The answer as parsed before it was read piece by piece: the whole body at once.
+        fn whole_body(body: &[u8]) -> Option<LiveCalls> {
+            let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+            Some(LiveCalls {
+                parsed: crate::calls::parse_calls(envelope.calls?),
+                known: 0,
+                last_pos: epoch_field(envelope.last_pos.as_ref()).filter(|pos| *pos != 0.0),
+                server_time: epoch_field(envelope.server_time.as_ref()),
+            })
+        }
+
         /// Any JSON value, biased towards the keys and shapes of real calls.
         fn json_value() -> impl Strategy<Value = Value> {
             let key = prop_oneof![
@@ -299,6 +472,45 @@ mod tests {
                     let original: Value = serde_json::from_str(&upstream.raw).unwrap();
                     let written = upstream.call.to_json().unwrap();
                     prop_assert!(bcfy_proto::json::equivalent(&original, &written), "{} vs {}", original, written);
+                }
+            }
+
+            #[test]
+            fn reading_as_it_arrives_matches_parsing_the_whole_body(
+                calls in prop::collection::vec(json_value(), 0..6),
+                extra in json_value(),
+                cut in any::<prop::sample::Index>(),
+                damage in any::<bool>(),
+                chunk in 1usize..40,
+            ) {
+                let mut body = json!({"serverTime": 7, "calls": calls, "other": extra, "lastPos": 3})
+                    .to_string()
+                    .into_bytes();
+                if damage {
+                    body.remove(cut.index(body.len()));
+                }
+                let expected = whole_body(&body);
+                let mut reader = LiveReader::new(|_: &CallIdentity<'_>| false);
+                let streamed = body
+                    .chunks(chunk)
+                    .try_for_each(|piece| reader.feed(piece))
+                    .and_then(|()| reader.finish());
+                match (streamed, expected) {
+                    (Ok(streamed), Some(expected)) => {
+                        prop_assert_eq!(streamed.parsed, expected.parsed);
+                        prop_assert_eq!(streamed.last_pos, expected.last_pos);
+                        prop_assert_eq!(streamed.server_time, expected.server_time);
+                    }
+                    (Err(error), None) => {
+                        prop_assert!(matches!(error, Error::ResponseParsing { .. }), "{}", error);
+                    }
+                    (streamed, expected) => prop_assert!(
+                        false,
+                        "streamed {:?}, whole {:?}: {}",
+                        streamed.map(|_| ()),
+                        expected.map(|_| ()),
+                        String::from_utf8_lossy(&body)
+                    ),
                 }
             }
 

@@ -22,6 +22,8 @@ use crate::state::{RecordedRequest, State, epoch_now};
 const INIT_CALLS: usize = 25;
 /// Archive block length.
 const BLOCK_SECONDS: i64 = 1800;
+/// Largest form body accepted (a login or a poll with many `groups[]` is far smaller).
+const MAX_RECORDED_FORM: usize = 1 << 20;
 
 type AppState = Arc<State>;
 
@@ -48,12 +50,34 @@ async fn record(Shared(state): Shared<AppState>, request: Request, next: Next) -
             )
         })
         .collect();
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            value
+                .as_bytes()
+                .starts_with(b"application/x-www-form-urlencoded")
+        });
+    let (parts, body) = request.into_parts();
+    let (body, form) = if is_form {
+        match axum::body::to_bytes(body, MAX_RECORDED_FORM).await {
+            Ok(bytes) => {
+                let form = url::form_urlencoded::parse(&bytes).into_owned().collect();
+                (Body::from(bytes), form)
+            }
+            Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        }
+    } else {
+        (body, Vec::new())
+    };
+    let request = Request::from_parts(parts, body);
     let mut recorded = RecordedRequest {
         method: request.method().to_string(),
         uri: request.uri().to_string(),
         headers,
         at: SystemTime::now(),
         status: 0,
+        form,
     };
     let response = next.run(request).await;
     recorded.status = response.status().as_u16();

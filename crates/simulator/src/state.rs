@@ -27,6 +27,8 @@ pub struct RecordedRequest {
     pub at: SystemTime,
     /// The status answered.
     pub status: u16,
+    /// The fields of a form body (`application/x-www-form-urlencoded`), in order.
+    pub form: Vec<(String, String)>,
 }
 
 impl RecordedRequest {
@@ -36,6 +38,14 @@ impl RecordedRequest {
         self.headers
             .iter()
             .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of form field `name`.
+    pub fn form_field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 }

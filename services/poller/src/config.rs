@@ -88,11 +88,22 @@ pub struct LiveProducerConfig {
     pub metrics_interval: Duration,
     /// Where a shard with no saved cursor starts (epoch seconds); unset: the newest calls.
     pub initial_position: Option<f64>,
-    /// How far behind the cursor each poll reaches, to catch calls published late (their `ts`
-    /// already behind the cursor). Repeats are dropped by `Nats-Msg-Id` dedup.
+    /// How far behind the cursor a sweep reaches, to catch calls published late (their `ts`
+    /// already behind the cursor): the longest lateness expected.
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
     pub look_back: Duration,
+    /// How often a poll is a sweep. An answer holds every call from where the poll reaches, so a
+    /// sweep at every poll re-reads `look_back` seconds of calls each time; late calls wait at
+    /// most this long instead.
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub look_back_interval: Duration,
+    /// How far behind the cursor the polls between sweeps reach: calls that share the newest
+    /// call's second (`ts` is whole seconds) or turn up a moment late are found at the next poll.
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub overlap: Duration,
 }
 
 impl Default for LiveProducerConfig {
@@ -108,6 +119,8 @@ impl Default for LiveProducerConfig {
             metrics_interval: Duration::from_secs(60),
             initial_position: None,
             look_back: Duration::from_secs(120),
+            look_back_interval: Duration::from_secs(30),
+            overlap: Duration::from_secs(2),
         }
     }
 }
@@ -261,6 +274,9 @@ impl Validate for LiveProducerConfig {
                 "must be at least 1 (or unset)",
             ));
         }
+        if self.overlap > self.look_back {
+            issues.push(ConfigIssue::new(prefix, "overlap", "must be <= look_back"));
+        }
         if self.queue_maxsize == 0 {
             issues.push(ConfigIssue::new(
                 prefix,
@@ -315,6 +331,19 @@ mod tests {
                 tg: 2345
             }]))
         );
+    }
+
+    #[test]
+    fn an_overlap_longer_than_the_look_back_is_refused() {
+        let file = tempfile_yaml(
+            "live_producer:\n  look_back: 10s\n  overlap: 30s\nshards:\n  - name: fire\n    sid: 7001\n",
+        );
+        let error = ConfigSource::default()
+            .with_file(file.path())
+            .load::<PollerConfig>()
+            .unwrap_err();
+        let settings: Vec<&str> = error.issues().iter().map(|i| i.setting.as_str()).collect();
+        assert_eq!(settings, ["live_producer.overlap"], "{error}");
     }
 
     fn tempfile_yaml(text: &str) -> tempfile::NamedTempFile {

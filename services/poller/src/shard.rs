@@ -23,10 +23,6 @@ use crate::metrics::Metrics;
 use bcfy_bus::backlog::Backlog;
 use bcfy_upstream::UpstreamGate;
 
-/// Call ids remembered per shard, so look-back repeats are not even re-sent (the stream's dedup
-/// would drop them anyway; after a restart it does).
-const RECENT_CAPACITY: usize = 20_000;
-
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
 enum PollError {
@@ -77,10 +73,13 @@ pub(crate) struct ShardPoller {
     pub(crate) latches: Latches,
 }
 
-/// Calls already published by this shard, oldest first.
+/// Calls this shard published that a poll can still return, so repeats are not even re-sent
+/// (the stream's dedup would drop them anyway; after a restart it does). A call is forgotten
+/// once its `ts` is behind where any poll reaches, which bounds the set by rate × look-back.
 #[derive(Debug, Default)]
 struct Recent {
-    order: VecDeque<CallId>,
+    /// In publish order, with the call's `ts`.
+    order: VecDeque<(f64, CallId)>,
     set: HashSet<CallId>,
 }
 
@@ -89,14 +88,20 @@ impl Recent {
         self.set.contains(id)
     }
 
-    fn insert(&mut self, id: CallId) {
+    fn insert(&mut self, id: CallId, ts: f64) {
         if self.set.insert(id.clone()) {
-            self.order.push_back(id);
-            if self.order.len() > RECENT_CAPACITY
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
+            self.order.push_back((ts, id));
+        }
+    }
+
+    /// Forgets calls older than `floor`, in publish order (a late call published after newer
+    /// ones waits for them; the set only stays a little larger).
+    fn forget_before(&mut self, floor: f64) {
+        while let Some((ts, _)) = self.order.front()
+            && *ts < floor
+            && let Some((_, id)) = self.order.pop_front()
+        {
+            self.set.remove(&id);
         }
     }
 }
@@ -106,6 +111,8 @@ impl Recent {
 struct Progress {
     cursor: Option<f64>,
     cursor_loaded: bool,
+    /// When the last sweep (a poll reaching `look_back` behind the cursor) started.
+    last_sweep: Option<Instant>,
     failures: u32,
     recent: Recent,
 }
@@ -296,12 +303,22 @@ impl ShardPoller {
         if !progress.cursor_loaded {
             progress.cursor = self.cursors.load(&self.name).await?;
             progress.cursor_loaded = true;
+            // Whatever turned up late while no one polled: sweep first.
+            progress.last_sweep = None;
         }
-        let look_back = self.producer.look_back.as_secs_f64();
+        let sweep = progress
+            .last_sweep
+            .is_none_or(|at| at.elapsed() >= self.producer.look_back_interval);
+        let reach = if sweep {
+            self.producer.look_back
+        } else {
+            self.producer.overlap
+        };
+        let started = Instant::now();
         let query = match progress.cursor.or(self.initial_position) {
             Some(position) if progress.cursor.is_some() => LiveQuery {
                 selector: self.selector.clone(),
-                position: Some(position - look_back),
+                position: Some(position - reach.as_secs_f64()),
                 init: false,
             },
             Some(position) => LiveQuery {
@@ -315,38 +332,45 @@ impl ShardPoller {
                 init: true,
             },
         };
-        let started = Instant::now();
-        let answer = self.client.live_calls(&query).await?;
+        let recent = &progress.recent;
+        let answer = self
+            .client
+            .live_calls_except(&query, |call| {
+                recent.contains(&CallId::new(
+                    call.system_id,
+                    call.filename.as_deref(),
+                    call.hash.as_deref(),
+                ))
+            })
+            .await?;
         self.metrics
             .poll_seconds
             .with_label_values(&[&self.name])
             .observe(started.elapsed().as_secs_f64());
 
+        self.metrics
+            .duplicates
+            .with_label_values(&[&self.name])
+            .inc_by(answer.known as u64);
         let received_at = Some(SystemTime::now().into());
         let mut envelopes = Vec::new();
-        for upstream in &answer.parsed.calls {
+        let next = answer.next_position(progress.cursor);
+        for upstream in answer.parsed.calls {
             let id = CallId::for_call(&upstream.call);
-            if progress.recent.contains(&id) {
-                self.metrics
-                    .duplicates
-                    .with_label_values(&[&self.name])
-                    .inc();
-                continue;
-            }
             match (upstream.call.sid, upstream.call.call_tg) {
                 (Some(sid), Some(tg)) => envelopes.push((
                     Shard { sid, tg },
                     id.clone(),
                     LiveCallEnvelope {
                         call_id: id.to_string(),
-                        call: Some(upstream.call.clone()),
+                        call: Some(upstream.call),
                         cursor: progress.cursor,
                         received_at,
                         shard_key: Some(ShardKey {
                             system_id: sid,
                             talkgroup_id: tg,
                         }),
-                        raw_payload: upstream.raw.clone().into_bytes(),
+                        raw_payload: upstream.raw.into_bytes(),
                         shard_name: self.name.clone(),
                     },
                 )),
@@ -373,7 +397,7 @@ impl ShardPoller {
             }
             results.extend(futures::future::join_all(pending).await);
         }
-        for (result, (_, id, _)) in results.into_iter().zip(&envelopes) {
+        for (result, (_, id, envelope)) in results.into_iter().zip(&envelopes) {
             let published = result?;
             let counter = if published.duplicate {
                 &self.metrics.duplicates
@@ -381,18 +405,26 @@ impl ShardPoller {
                 &self.metrics.dispatched
             };
             counter.with_label_values(&[&self.name]).inc();
-            progress.recent.insert(id.clone());
+            progress
+                .recent
+                .insert(id.clone(), envelope_ts(envelope, progress.cursor));
         }
         for rejected in &answer.parsed.rejected {
             self.dead_letter(None, rejected, "a calls element is not a JSON object")
                 .await?;
         }
-        let next = answer.next_position(progress.cursor);
         if next != progress.cursor {
             if let Some(position) = next {
                 self.cursors.save(&self.name, position).await?;
             }
             progress.cursor = next;
+        }
+        if sweep {
+            progress.last_sweep = Some(started);
+        }
+        if let Some(cursor) = progress.cursor {
+            let reach = self.producer.look_back.max(self.producer.overlap);
+            progress.recent.forget_before(cursor - reach.as_secs_f64());
         }
         Ok(())
     }
@@ -435,6 +467,19 @@ impl ShardPoller {
     }
 }
 
+/// The `ts` a call is remembered under: its own, or the cursor it was polled at when it has
+/// none (kept until the cursor has moved a look-back past it). With neither it is forgotten at
+/// once; the stream's dedup still drops a repeat.
+fn envelope_ts(envelope: &LiveCallEnvelope, cursor: Option<f64>) -> f64 {
+    envelope
+        .call
+        .as_ref()
+        .and_then(|call| call.ts)
+        .map(|ts| ts as f64)
+        .or(cursor)
+        .unwrap_or(f64::NEG_INFINITY)
+}
+
 /// The shard stops for good (refused credentials, retry budget spent).
 #[derive(Debug)]
 struct Stop;
@@ -444,5 +489,36 @@ async fn rest(duration: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
         () = shutdown.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> CallId {
+        CallId::parse(&format!("1502-{n}-2345-abc")).unwrap()
+    }
+
+    #[test]
+    fn recent_calls_are_forgotten_once_no_poll_can_return_them() {
+        let mut recent = Recent::default();
+        recent.insert(id(1), 100.0);
+        recent.insert(id(2), 105.0);
+        // A late call published after a newer one.
+        recent.insert(id(3), 90.0);
+        recent.insert(id(2), 105.0);
+        assert_eq!(recent.order.len(), 3, "a repeat is remembered once");
+
+        recent.forget_before(101.0);
+        assert!(!recent.contains(&id(1)));
+        assert!(recent.contains(&id(2)), "newer than the floor");
+        assert!(
+            recent.contains(&id(3)),
+            "waits behind the newer call published before it"
+        );
+
+        recent.forget_before(106.0);
+        assert!(recent.order.is_empty() && recent.set.is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! The poller's `serve` in-process against a real `nats-server` and `bcfy-sim` over HTTP.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bcfy_broadcastify::ClientConfig;
@@ -200,6 +200,83 @@ async fn every_call_once_and_an_exact_resume_after_a_kill() {
         envelope.call.unwrap().filename.as_deref()
     );
     poller.stop().await;
+}
+
+#[tokio::test]
+async fn polls_between_sweeps_reach_back_only_the_overlap_and_sweeps_find_late_calls() {
+    let h = harness().await;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let newest = i64::try_from(now.as_secs()).unwrap() - 5;
+    let first = h.sim.add_call(CallSpec {
+        talkgroup: Some(FIRE),
+        ts: Some(newest),
+        ..CallSpec::default()
+    });
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    let sweep_every = Duration::from_secs(1);
+    config.live_producer.look_back_interval = sweep_every;
+    config.live_producer.overlap = Duration::from_secs(2);
+    let poller = start(config);
+    h.expect_published(&BTreeSet::from([first.key.clone()]))
+        .await;
+
+    // Behind the cursor (newest + 1) by 40 s: only a sweep reaches it.
+    let late = h.sim.add_call(CallSpec {
+        talkgroup: Some(FIRE),
+        ts: Some(newest - 40),
+        ..CallSpec::default()
+    });
+    h.expect_published(&BTreeSet::from([first.key, late.key]))
+        .await;
+    // Two sweeps and the polls between them, from the requests the site saw.
+    let polls = eventually(PATIENCE, "two sweeps after the late call", || async {
+        let polls: Vec<_> = h
+            .live_requests()
+            .into_iter()
+            .filter(|r| r.form_field("doInit") == Some("0"))
+            .collect();
+        let sweeps = polls
+            .iter()
+            .filter(|r| r.form_field("pos") == Some(&format!("{}.000", newest + 1 - 120)))
+            .count();
+        (sweeps >= 3).then_some(polls)
+    })
+    .await;
+    // Every poll after the first answer saw the first call again and left it out unparsed.
+    let repeats = poller.metric("bcfy_live_producer_duplicates_total", None);
+    poller.stop().await;
+    assert!(
+        repeats >= (polls.len() - 1) as f64,
+        "{repeats} repeats left out over {} polls",
+        polls.len()
+    );
+
+    let (sweep_pos, edge_pos) = (
+        format!("{}.000", newest + 1 - 120),
+        format!("{}.000", newest + 1 - 2),
+    );
+    let mut sweep_times = Vec::new();
+    for poll in &polls {
+        let pos = poll.form_field("pos").expect("every poll sends pos");
+        assert!(
+            pos == sweep_pos || pos == edge_pos,
+            "a poll reached {pos}, neither the look-back ({sweep_pos}) nor the overlap ({edge_pos})"
+        );
+        if pos == sweep_pos {
+            sweep_times.push(poll.at);
+        }
+    }
+    for pair in sweep_times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap();
+        // Measured at arrival; a sweep is timed from when its poll started.
+        assert!(gap >= sweep_every.mul_f64(0.9), "sweeps {gap:?} apart");
+    }
+    assert!(
+        polls.len() > 2 * sweep_times.len(),
+        "most polls reach back only the overlap: {} polls, {} sweeps",
+        polls.len(),
+        sweep_times.len()
+    );
 }
 
 #[tokio::test]
