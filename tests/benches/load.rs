@@ -5,20 +5,20 @@
 //!
 //! Per run it prints: the calls generated in the measured window and how many were lost (a
 //! call made in the window with no transcript once the pipeline has drained), the latency from
-//! the moment the simulator listed a call to its audio stored on `calls.audio.raw` and to its
-//! `transcription.complete` (p50/p99, from JetStream's own timestamps), CPU seconds per 1,000
+//! the moment the simulator listed a call to its envelope stored on `calls.live`, its audio on
+//! `calls.audio.raw` and its `transcription.complete` (p50/p99, from JetStream's own timestamps), CPU seconds per 1,000
 //! calls per process over the window, and each process's peak RSS. At the end: the raw
 //! JetStream ceiling on this machine — pipelined PubAcked publishes of audio-sized messages,
 //! the figure `nats bench js pub` gives (the `nats` CLI is not installable here).
 //!
 //! Knobs: `BENCH_TALKGROUPS` (default `1,10,100`), `BENCH_RATES` (calls/s, `250,500,1000,1500`),
-//! `BENCH_SECONDS` (measured window, 20), `BENCH_POLL_INTERVAL_MS` (1000), `BENCH_LOOK_BACK_S` (the
+//! `BENCH_SECONDS` (measured window, 30), `BENCH_POLL_INTERVAL_MS` (1000), `BENCH_LOOK_BACK_S` (the
 //! poller's `live_producer.look_back`, 120 as in production), `BENCH_LOG` (the services' log filter,
 //! `warn`).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, stream};
@@ -31,6 +31,7 @@ use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
 use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
 use futures::StreamExt as _;
+use prost::Message as _;
 
 const WARM_UP: Duration = Duration::from_secs(5);
 /// Longest wait for the pipeline to drain after the simulator stops making calls.
@@ -76,6 +77,7 @@ struct RunFigures {
     late: usize,
     seconds: f64,
     drained_in: Duration,
+    to_live: Percentiles,
     to_audio: Percentiles,
     to_transcript: Percentiles,
     processes: Vec<ProcessFigures>,
@@ -111,11 +113,42 @@ fn unix_ms(at: SystemTime) -> f64 {
 /// Latencies of the window's calls, and how many have no transcript yet.
 struct Outcome {
     lost: usize,
+    to_live: Percentiles,
     to_audio: Percentiles,
     to_transcript: Percentiles,
 }
 
+/// When each call's envelope was stored on `calls.live` (the first time), by call id: the
+/// live subjects are per talkgroup, so the stream is read through once.
+async fn live_stored_ms(js: &jetstream::Context) -> HashMap<String, f64> {
+    let mut stored = HashMap::new();
+    let Ok(mut stream) = js.get_stream(STREAM_CALLS_LIVE).await else {
+        return stored;
+    };
+    let total = stream.info().await.map_or(0, |i| i.state.messages);
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .expect("an ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    for _ in 0..total {
+        let Some(Ok(message)) = messages.next().await else {
+            break;
+        };
+        let (Ok(info), Ok(envelope)) = (
+            message.info(),
+            bcfy_proto::LiveCallEnvelope::decode(message.payload.as_ref()),
+        ) else {
+            continue;
+        };
+        let at = info.published.unix_timestamp_nanos() as f64 / 1e6;
+        stored.entry(envelope.call_id).or_insert(at);
+    }
+    stored
+}
+
 async fn latencies(js: &jetstream::Context, calls: &[bcfy_simulator::LedgerEntry]) -> Outcome {
+    let live = live_stored_ms(js).await;
     let audio = js.get_stream(STREAM_CALLS_AUDIO).await.expect("stream");
     let transcripts = js.get_stream(STREAM_TRANSCRIPTIONS).await.expect("stream");
     // Looked up call by call (the last message on the call's own subject), so a slow read
@@ -130,23 +163,27 @@ async fn latencies(js: &jetstream::Context, calls: &[bcfy_simulator::LedgerEntry
                 .map(|m| m.time.unix_timestamp_nanos() as f64 / 1e6)
         }
     };
-    let found: Vec<(f64, Option<f64>, Option<f64>)> = futures::stream::iter(calls)
+    let found: Vec<(&String, f64, Option<f64>, Option<f64>)> = futures::stream::iter(calls)
         .map(|call| {
             let suffix = format!("{}.{}.{}", call.sid, call.tg, call.key);
             let audio_at = stored_ms(&audio, format!("calls.audio.raw.{suffix}"));
             let transcript_at = stored_ms(&transcripts, format!("transcription.complete.{suffix}"));
             let listed = unix_ms(call.available_at);
-            async move { (listed, audio_at.await, transcript_at.await) }
+            async move { (&call.key, listed, audio_at.await, transcript_at.await) }
         })
         .buffer_unordered(64)
         .collect()
         .await;
+    let mut to_live = Vec::new();
     let mut to_audio = Vec::new();
     let mut to_transcript = Vec::new();
     let mut lost = 0;
-    for (listed, audio_at, transcript_at) in found {
+    for (key, listed, audio_at, transcript_at) in found {
         match (audio_at, transcript_at) {
             (Some(a), Some(t)) => {
+                if let Some(l) = live.get(key) {
+                    to_live.push(l - listed);
+                }
                 to_audio.push(a - listed);
                 to_transcript.push(t - listed);
             }
@@ -155,6 +192,7 @@ async fn latencies(js: &jetstream::Context, calls: &[bcfy_simulator::LedgerEntry
     }
     Outcome {
         lost,
+        to_live: percentiles(to_live),
         to_audio: percentiles(to_audio),
         to_transcript: percentiles(to_transcript),
     }
@@ -314,6 +352,7 @@ async fn run(talkgroups: u64, rate: u64, window: Duration, poller: &str) -> RunF
             .unwrap_or_default()
             .as_secs_f64(),
         drained_in,
+        to_live: outcome.to_live,
         to_audio: outcome.to_audio,
         to_transcript: outcome.to_transcript,
         processes,
@@ -363,13 +402,15 @@ fn print_run(f: &RunFigures) {
         .collect();
     let fetch_path = cpu["poller"] + cpu["audio-fetcher"] + cpu["nats-server"];
     println!(
-        "| {} | {} | {:.0} | {} ({}) | {:.1} | {:.0} / {:.0} | {:.0} / {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+        "| {} | {} | {:.0} | {} ({}) | {:.1} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
         f.talkgroups,
         f.rate,
         f.calls as f64 / f.seconds,
         f.lost,
         f.late,
         f.drained_in.as_secs_f64(),
+        f.to_live.p50_ms,
+        f.to_live.p99_ms,
         f.to_audio.p50_ms,
         f.to_audio.p99_ms,
         f.to_transcript.p50_ms,
@@ -395,7 +436,8 @@ async fn main() {
     bcfy_e2e::service::build_binaries();
     let talkgroups = knob_list("BENCH_TALKGROUPS", "1,10,100");
     let rates = knob_list("BENCH_RATES", "250,500,1000,1500");
-    let window = Duration::from_secs(knob("BENCH_SECONDS", 20));
+    // Long enough to hold a sweep (the poller's default `look_back_interval` is 30 s).
+    let window = Duration::from_secs(knob("BENCH_SECONDS", 30));
     let poll_interval_ms = knob("BENCH_POLL_INTERVAL_MS", 1000);
     let look_back_s = knob("BENCH_LOOK_BACK_S", 120);
     let poller = format!(
@@ -407,9 +449,9 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
-        "| talkgroups | target calls/s | made calls/s | lost (late) | drained in s | →audio p50/p99 ms | →transcript p50/p99 ms | CPU s/1k poll+fetch+NATS | poller | audio-fetcher | nats-server | transcriber | sim + fake STT | peak RSS MiB (NATS / poller / fetcher / transcriber) |"
+        "| talkgroups | target calls/s | made calls/s | lost (late) | drained in s | →live p50/p99 ms | →audio p50/p99 ms | →transcript p50/p99 ms | CPU s/1k poll+fetch+NATS | poller | audio-fetcher | nats-server | transcriber | sim + fake STT | peak RSS MiB (NATS / poller / fetcher / transcriber) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut sizes = Vec::new();
     for t in &talkgroups {
         for r in &rates {

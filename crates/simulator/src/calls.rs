@@ -62,6 +62,8 @@ pub struct SimCall {
     pub entry: LedgerEntry,
     /// The call object exactly as served (archive answers add `score`).
     pub json: serde_json::Map<String, Value>,
+    /// `json` as text, written once: live answers at load-test rates serve each call many times.
+    pub json_text: String,
     /// Its CDN path, e.g. `/k3v9q0ma/1502/1767225600-2345.m4a`.
     pub cdn_path: String,
     /// The exact audio bytes served.
@@ -211,6 +213,7 @@ pub(crate) fn make_call(rng: &mut StdRng, i: Ingredients<'_>) -> SimCall {
             audio_available_at: now + audio_lag,
             late,
         },
+        json_text: Value::Object(json.clone()).to_string(),
         json,
         cdn_path,
         audio: audio.into(),

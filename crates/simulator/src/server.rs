@@ -307,13 +307,10 @@ async fn live_calls(
         calls.drain(..skip);
     }
     let last_pos = calls.last().map_or(0, |c| c.entry.ts);
-    let mut objects: Vec<String> = calls
-        .iter()
-        .map(|c| Value::Object(c.json.clone()).to_string())
-        .collect();
+    let mut objects: Vec<&str> = calls.iter().map(|c| c.json_text.as_str()).collect();
     if fault == Some(Fault::BadRecords) {
-        objects.push("7".to_owned());
-        objects.push(r#"{"id":"?","systemId":1502,"filename":"1-2","hash":"badrec01"}"#.to_owned());
+        objects.push("7");
+        objects.push(r#"{"id":"?","systemId":1502,"filename":"1-2","hash":"badrec01"}"#);
     }
     let mut body = format!(
         r#"{{"calls":[{}],"serverTime":{},"lastPos":{last_pos}}}"#,

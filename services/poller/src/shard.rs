@@ -5,7 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
-use bcfy_broadcastify::{Client, LiveQuery, Selector};
+use bcfy_broadcastify::{CallIdentity, Client, LiveCalls, LiveQuery, Selector};
 use bcfy_bus::publish::{self, PublishError};
 use bcfy_bus::{CallId, Publisher, Shard, Stage, subject, trace_context};
 use bcfy_proto::{DeadLetter, LiveCallEnvelope, ShardKey};
@@ -14,6 +14,7 @@ use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 
 use crate::config::LiveProducerConfig;
@@ -113,6 +114,8 @@ struct Progress {
     cursor_loaded: bool,
     /// When the last sweep (a poll reaching `look_back` behind the cursor) started.
     last_sweep: Option<Instant>,
+    /// The sweep in flight; dropping it cancels it.
+    sweep: Option<AbortOnDropHandle<Result<LiveCalls, ClientError>>>,
     failures: u32,
     recent: Recent,
 }
@@ -219,11 +222,14 @@ impl ShardPoller {
             }
         }
         let span = tracing::info_span!("poll", shard = %shard);
+        let began = Instant::now();
         match self.poll(progress).instrument(span).await {
             Ok(()) => {
                 progress.failures = 0;
                 self.latches.authenticated.set_ready();
-                Ok(self.jittered_interval())
+                // Polls start one interval apart, however long each took: a call waits at most
+                // an interval to be seen, which is what the latency budget counts on.
+                Ok(self.jittered_interval().saturating_sub(began.elapsed()))
             }
             Err(error) => self.failed(progress, &error).await,
         }
@@ -298,27 +304,22 @@ impl ShardPoller {
             .mul_f64(rand::rng().random_range(1.0 - jitter..=1.0 + jitter))
     }
 
-    /// Polls once, publishes what is new, then saves the cursor.
+    /// Polls once, publishes what is new, then saves the cursor. A sweep, when one is due, runs
+    /// beside the polls, so its long answer never holds up the newest calls.
     async fn poll(&mut self, progress: &mut Progress) -> Result<(), PollError> {
         if !progress.cursor_loaded {
             progress.cursor = self.cursors.load(&self.name).await?;
             progress.cursor_loaded = true;
-            // Whatever turned up late while no one polled: sweep first.
+            // Whatever turned up late while no one polled: sweep at once.
+            progress.sweep = None;
             progress.last_sweep = None;
         }
-        let sweep = progress
-            .last_sweep
-            .is_none_or(|at| at.elapsed() >= self.producer.look_back_interval);
-        let reach = if sweep {
-            self.producer.look_back
-        } else {
-            self.producer.overlap
-        };
+        self.start_sweep_if_due(progress).await;
         let started = Instant::now();
         let query = match progress.cursor.or(self.initial_position) {
             Some(position) if progress.cursor.is_some() => LiveQuery {
                 selector: self.selector.clone(),
-                position: Some(position - reach.as_secs_f64()),
+                position: Some(position - self.producer.overlap.as_secs_f64()),
                 init: false,
             },
             Some(position) => LiveQuery {
@@ -335,28 +336,101 @@ impl ShardPoller {
         let recent = &progress.recent;
         let answer = self
             .client
-            .live_calls_except(&query, |call| {
-                recent.contains(&CallId::new(
-                    call.system_id,
-                    call.filename.as_deref(),
-                    call.hash.as_deref(),
-                ))
-            })
+            .live_calls_except(&query, |call| recent.contains(&identity_id(call)))
             .await?;
         self.metrics
             .poll_seconds
             .with_label_values(&[&self.name])
             .observe(started.elapsed().as_secs_f64());
+        let next = answer.next_position(progress.cursor);
+        self.publish_answer(answer, progress).await?;
+        if next != progress.cursor {
+            if let Some(position) = next {
+                self.cursors.save(&self.name, position).await?;
+            }
+            progress.cursor = next;
+        }
+        self.finish_sweep_if_done(progress).await?;
+        if let Some(cursor) = progress.cursor {
+            let reach = self.producer.look_back.max(self.producer.overlap);
+            progress.recent.forget_before(cursor - reach.as_secs_f64());
+        }
+        Ok(())
+    }
 
-        self.metrics
-            .duplicates
-            .with_label_values(&[&self.name])
-            .inc_by(answer.known as u64);
+    /// Starts a sweep (`look_back` behind the cursor) in the background when one is due and
+    /// the request budget allows; it leaves out the calls published so far.
+    async fn start_sweep_if_due(&self, progress: &mut Progress) {
+        let Some(cursor) = progress.cursor else {
+            return;
+        };
+        let due = progress
+            .last_sweep
+            .is_none_or(|at| at.elapsed() >= self.producer.look_back_interval);
+        if !due || progress.sweep.is_some() {
+            return;
+        }
+        if !matches!(self.gate.try_take().await, Ok(None)) {
+            // Budget spent (or the gate unreachable): the next poll tries again.
+            return;
+        }
+        let query = LiveQuery {
+            selector: self.selector.clone(),
+            position: Some(cursor - self.producer.look_back.as_secs_f64()),
+            init: false,
+        };
+        let known = progress.recent.set.clone();
+        let client = self.client.clone();
+        let span = tracing::info_span!("sweep", shard = %self.name);
+        progress.last_sweep = Some(Instant::now());
+        progress.sweep = Some(AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                client
+                    .live_calls_except(&query, |call| known.contains(&identity_id(call)))
+                    .await
+            }
+            .instrument(span),
+        )));
+    }
+
+    /// Publishes a finished sweep's late calls; a failed sweep fails the poll (its back-off and
+    /// auth handling apply) and is retried at the next one.
+    async fn finish_sweep_if_done(&mut self, progress: &mut Progress) -> Result<(), PollError> {
+        let Some(sweep) = progress.sweep.take_if(|sweep| sweep.is_finished()) else {
+            return Ok(());
+        };
+        match sweep.await {
+            Ok(Ok(answer)) => self.publish_answer(answer, progress).await,
+            Ok(Err(error)) => {
+                progress.last_sweep = None;
+                Err(error.into())
+            }
+            Err(error) => {
+                progress.last_sweep = None;
+                tracing::warn!(error = %error, shard = %self.name, "A sweep did not finish; retrying.");
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes an answer's calls that this shard has not published yet, each once, and
+    /// dead-letters what is unusable.
+    async fn publish_answer(
+        &self,
+        answer: LiveCalls,
+        progress: &mut Progress,
+    ) -> Result<(), PollError> {
+        let mut repeats = answer.known as u64;
         let received_at = Some(SystemTime::now().into());
         let mut envelopes = Vec::new();
-        let next = answer.next_position(progress.cursor);
         for upstream in answer.parsed.calls {
             let id = CallId::for_call(&upstream.call);
+            // A sweep left out what was published when it started; the polls since may have
+            // published more of its calls.
+            if progress.recent.contains(&id) {
+                repeats += 1;
+                continue;
+            }
             match (upstream.call.sid, upstream.call.call_tg) {
                 (Some(sid), Some(tg)) => envelopes.push((
                     Shard { sid, tg },
@@ -380,6 +454,10 @@ impl ShardPoller {
                 }
             }
         }
+        self.metrics
+            .duplicates
+            .with_label_values(&[&self.name])
+            .inc_by(repeats);
         // Sent one after another, their PubAcks awaited together, a bounded window at a time.
         let mut results = Vec::with_capacity(envelopes.len());
         for window in envelopes.chunks(publish::MAX_ACKS_IN_FLIGHT) {
@@ -412,19 +490,6 @@ impl ShardPoller {
         for rejected in &answer.parsed.rejected {
             self.dead_letter(None, rejected, "a calls element is not a JSON object")
                 .await?;
-        }
-        if next != progress.cursor {
-            if let Some(position) = next {
-                self.cursors.save(&self.name, position).await?;
-            }
-            progress.cursor = next;
-        }
-        if sweep {
-            progress.last_sweep = Some(started);
-        }
-        if let Some(cursor) = progress.cursor {
-            let reach = self.producer.look_back.max(self.producer.overlap);
-            progress.recent.forget_before(cursor - reach.as_secs_f64());
         }
         Ok(())
     }
@@ -465,6 +530,15 @@ impl ShardPoller {
         tracing::warn!(shard = %self.name, reason, "Dead-lettered an upstream record.");
         Ok(())
     }
+}
+
+/// The id of a call from the identity fields an answer is screened by.
+fn identity_id(call: &CallIdentity<'_>) -> CallId {
+    CallId::new(
+        call.system_id,
+        call.filename.as_deref(),
+        call.hash.as_deref(),
+    )
 }
 
 /// The `ts` a call is remembered under: its own, or the cursor it was polled at when it has
