@@ -16,6 +16,7 @@ pub mod config;
 pub mod cursor;
 pub mod lease;
 pub mod metrics;
+mod recent;
 mod shard;
 pub use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! One shard's polling loop: lease, upstream back-off, downstream backlog, shared budget, poll,
 //! publish (each call once, `Nats-Msg-Id` = call id), then the cursor.
 
-use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
@@ -21,6 +20,7 @@ use crate::config::LiveProducerConfig;
 use crate::cursor::{CursorError, Cursors};
 use crate::lease::Lease;
 use crate::metrics::Metrics;
+use crate::recent::{Fingerprint, Recent};
 use bcfy_bus::backlog::Backlog;
 use bcfy_upstream::UpstreamGate;
 
@@ -72,39 +72,6 @@ pub(crate) struct ShardPoller {
     pub(crate) backlog: Backlog,
     pub(crate) metrics: Metrics,
     pub(crate) latches: Latches,
-}
-
-/// Calls this shard published that a poll can still return, so repeats are not even re-sent
-/// (the stream's dedup would drop them anyway; after a restart it does). A call is forgotten
-/// once its `ts` is behind where any poll reaches, which bounds the set by rate × look-back.
-#[derive(Debug, Default)]
-struct Recent {
-    /// In publish order, with the call's `ts`.
-    order: VecDeque<(f64, CallId)>,
-    set: HashSet<CallId>,
-}
-
-impl Recent {
-    fn contains(&self, id: &CallId) -> bool {
-        self.set.contains(id)
-    }
-
-    fn insert(&mut self, id: CallId, ts: f64) {
-        if self.set.insert(id.clone()) {
-            self.order.push_back((ts, id));
-        }
-    }
-
-    /// Forgets calls older than `floor`, in publish order (a late call published after newer
-    /// ones waits for them; the set only stays a little larger).
-    fn forget_before(&mut self, floor: f64) {
-        while let Some((ts, _)) = self.order.front()
-            && *ts < floor
-            && let Some((_, id)) = self.order.pop_front()
-        {
-            self.set.remove(&id);
-        }
-    }
 }
 
 /// The loop's state between polls.
@@ -379,14 +346,16 @@ impl ShardPoller {
             position: Some(cursor - self.producer.look_back.as_secs_f64()),
             init: false,
         };
-        let known = progress.recent.set.clone();
+        let known = progress.recent.snapshot();
         let client = self.client.clone();
         let span = tracing::info_span!("sweep", shard = %self.name);
         progress.last_sweep = Some(Instant::now());
         progress.sweep = Some(AbortOnDropHandle::new(tokio::spawn(
             async move {
                 client
-                    .live_calls_except(&query, |call| known.contains(&identity_id(call)))
+                    .live_calls_except(&query, |call| {
+                        known.contains(&Fingerprint::of(&identity_id(call)))
+                    })
                     .await
             }
             .instrument(span),
@@ -485,7 +454,7 @@ impl ShardPoller {
             counter.with_label_values(&[&self.name]).inc();
             progress
                 .recent
-                .insert(id.clone(), envelope_ts(envelope, progress.cursor));
+                .insert(id, envelope_ts(envelope, progress.cursor));
         }
         for rejected in &answer.parsed.rejected {
             self.dead_letter(None, rejected, "a calls element is not a JSON object")
@@ -563,36 +532,5 @@ async fn rest(duration: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
         () = shutdown.cancelled() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(n: u32) -> CallId {
-        CallId::parse(&format!("1502-{n}-2345-abc")).unwrap()
-    }
-
-    #[test]
-    fn recent_calls_are_forgotten_once_no_poll_can_return_them() {
-        let mut recent = Recent::default();
-        recent.insert(id(1), 100.0);
-        recent.insert(id(2), 105.0);
-        // A late call published after a newer one.
-        recent.insert(id(3), 90.0);
-        recent.insert(id(2), 105.0);
-        assert_eq!(recent.order.len(), 3, "a repeat is remembered once");
-
-        recent.forget_before(101.0);
-        assert!(!recent.contains(&id(1)));
-        assert!(recent.contains(&id(2)), "newer than the floor");
-        assert!(
-            recent.contains(&id(3)),
-            "waits behind the newer call published before it"
-        );
-
-        recent.forget_before(106.0);
-        assert!(recent.order.is_empty() && recent.set.is_empty());
     }
 }
