@@ -35,5 +35,5 @@ pub use calls::{ParsedCalls, UpstreamCall};
 pub use client::Client;
 pub use config::ClientConfig;
 pub use error::{AudioDownloadError, AuthenticationError, Endpoint, Error, RetryHint};
-pub use live::{CallIdentity, GroupKey, LiveCalls, LiveQuery, Selector};
+pub use live::{CallIdentity, GroupKey, LiveAnswer, LiveCalls, LiveQuery, Selector};
 pub use session::{LocalSession, SessionSource};

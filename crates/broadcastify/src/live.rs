@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::calls::{ParsedCalls, epoch_field, parse_call, parsing_error};
-use crate::client::Client;
+use crate::client::{Answer, Client};
 use crate::error::{Endpoint, Error, Result};
 use crate::split::{CallsSplitter, SplitError};
 
@@ -158,26 +158,29 @@ const SNIPPET_HEAD: usize = 4096;
 
 /// Reads a live answer as it arrives: calls the caller already has are counted and dropped at
 /// once, so memory follows the new calls, not the answer.
-struct LiveReader<K> {
+struct LiveReader {
     splitter: CallsSplitter,
     head: Vec<u8>,
     calls: ParsedCalls,
     known: usize,
-    is_known: K,
 }
 
-impl<K: Fn(&CallIdentity<'_>) -> bool> LiveReader<K> {
-    fn new(is_known: K) -> Self {
+impl LiveReader {
+    fn new() -> Self {
         Self {
             splitter: CallsSplitter::new(),
             head: Vec::new(),
             calls: ParsedCalls::default(),
             known: 0,
-            is_known,
         }
     }
 
-    fn feed(&mut self, chunk: &[u8]) -> Result<()> {
+    /// New calls and rejected elements read so far and not yet taken.
+    fn pending(&self) -> usize {
+        self.calls.calls.len() + self.calls.rejected.len()
+    }
+
+    fn feed(&mut self, chunk: &[u8], is_known: &impl Fn(&CallIdentity<'_>) -> bool) -> Result<()> {
         if self.head.len() < SNIPPET_HEAD {
             let room = SNIPPET_HEAD - self.head.len();
             self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
@@ -187,7 +190,6 @@ impl<K: Fn(&CallIdentity<'_>) -> bool> LiveReader<K> {
             head,
             calls,
             known,
-            is_known,
         } = self;
         splitter
             .feed(chunk, &mut |element: &[u8]| {
@@ -196,7 +198,7 @@ impl<K: Fn(&CallIdentity<'_>) -> bool> LiveReader<K> {
             .map_err(|reason: String| malformed(head, reason))
     }
 
-    fn finish(mut self) -> Result<LiveCalls> {
+    fn finish(mut self, is_known: &impl Fn(&CallIdentity<'_>) -> bool) -> Result<LiveCalls> {
         let (envelope, split_out) = self
             .splitter
             .finish()
@@ -215,7 +217,7 @@ impl<K: Fn(&CallIdentity<'_>) -> bool> LiveReader<K> {
             for element in inline {
                 read_element(
                     element.get().as_bytes(),
-                    &self.is_known,
+                    is_known,
                     &mut self.calls,
                     &mut self.known,
                 )
@@ -228,6 +230,69 @@ impl<K: Fn(&CallIdentity<'_>) -> bool> LiveReader<K> {
             last_pos: epoch_field(parsed.last_pos.as_ref()).filter(|pos| *pos != 0.0),
             server_time: epoch_field(parsed.server_time.as_ref()),
         })
+    }
+}
+
+/// A live answer being read, from [`Client::live_answer`]: its new calls come out in batches
+/// while the body arrives, so a caller can publish them before the rest is read.
+pub struct LiveAnswer {
+    answer: Answer,
+    reader: LiveReader,
+    ended: bool,
+}
+
+impl fmt::Debug for LiveAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveAnswer")
+            .field("known", &self.reader.known)
+            .field("pending", &self.reader.pending())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveAnswer {
+    /// Reads on until `batch` new calls (or rejected elements) are complete or the body ends,
+    /// leaving out the calls `is_known` recognises; `None` once everything was handed out.
+    ///
+    /// # Errors
+    ///
+    /// Transport and parsing errors; calls handed out before one were from a body that then
+    /// failed, so the caller must not treat the answer as complete.
+    pub async fn next_calls(
+        &mut self,
+        batch: usize,
+        is_known: impl Fn(&CallIdentity<'_>) -> bool,
+    ) -> Result<Option<ParsedCalls>> {
+        loop {
+            let pending = self.reader.pending();
+            if pending > 0 && (pending >= batch || self.ended) {
+                return Ok(Some(std::mem::take(&mut self.reader.calls)));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match self.answer.chunk(Endpoint::LiveCalls).await? {
+                Some(chunk) => self.reader.feed(&chunk, &is_known)?,
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// Reads the rest of the body and checks it: the cursor fields, the count of calls left
+    /// out, and the new calls not yet handed out by [`next_calls`](Self::next_calls).
+    ///
+    /// # Errors
+    ///
+    /// Transport and parsing errors.
+    pub async fn finish(
+        mut self,
+        is_known: impl Fn(&CallIdentity<'_>) -> bool,
+    ) -> Result<LiveCalls> {
+        while let Some(chunk) = self.answer.chunk(Endpoint::LiveCalls).await? {
+            self.reader.feed(&chunk, &is_known)?;
+        }
+        self.reader.finish(&is_known)
     }
 }
 
@@ -278,9 +343,10 @@ impl From<SplitError> for String {
 /// Parses a whole live-calls body (as [`Client::live_calls`] does piece by piece).
 #[cfg(test)]
 fn parse_live(body: &[u8]) -> Result<LiveCalls> {
-    let mut reader = LiveReader::new(|_: &CallIdentity<'_>| false);
-    reader.feed(body)?;
-    reader.finish()
+    let never = |_: &CallIdentity<'_>| false;
+    let mut reader = LiveReader::new();
+    reader.feed(body, &never)?;
+    reader.finish(&never)
 }
 
 impl Client {
@@ -305,24 +371,31 @@ impl Client {
     pub async fn live_calls_except(
         &self,
         query: &LiveQuery,
-        is_known: impl Fn(&CallIdentity<'_>) -> bool + Copy,
+        is_known: impl Fn(&CallIdentity<'_>) -> bool,
     ) -> Result<LiveCalls> {
+        self.live_answer(query).await?.finish(is_known).await
+    }
+
+    /// Polls live calls once and hands back the answer to read as it arrives (see
+    /// [`LiveAnswer`]); the status, session and `Retry-After` are handled here.
+    ///
+    /// # Errors
+    ///
+    /// Transport, status (with `Retry-After`) and session errors.
+    pub async fn live_answer(&self, query: &LiveQuery) -> Result<LiveAnswer> {
         if query.selector.needs_session() {
-            self.with_session(|token| {
-                self.live_calls_once(query, Some(token.cookie_header()), is_known)
-            })
-            .await
+            self.with_session(|token| self.live_answer_once(query, Some(token.cookie_header())))
+                .await
         } else {
-            self.live_calls_once(query, None, is_known).await
+            self.live_answer_once(query, None).await
         }
     }
 
-    async fn live_calls_once(
+    async fn live_answer_once(
         &self,
         query: &LiveQuery,
         cookie: Option<String>,
-        is_known: impl Fn(&CallIdentity<'_>) -> bool,
-    ) -> Result<LiveCalls> {
+    ) -> Result<LiveAnswer> {
         let mut form: Vec<(&str, String)> = Vec::new();
         let (mut system_id, mut sid) = (0, 0);
         match &query.selector {
@@ -350,15 +423,15 @@ impl Client {
         if let Some(cookie) = cookie {
             request = request.header(reqwest::header::COOKIE, cookie);
         }
-        let mut answer = self.send(Endpoint::LiveCalls, request).await?;
+        let answer = self.send(Endpoint::LiveCalls, request).await?;
         if !answer.response.status().is_success() {
             return Err(answer.into_status_error(Endpoint::LiveCalls).await);
         }
-        let mut reader = LiveReader::new(is_known);
-        while let Some(chunk) = answer.chunk(Endpoint::LiveCalls).await? {
-            reader.feed(&chunk)?;
-        }
-        reader.finish()
+        Ok(LiveAnswer {
+            answer,
+            reader: LiveReader::new(),
+            ended: false,
+        })
     }
 }
 
@@ -490,11 +563,12 @@ mod tests {
                     body.remove(cut.index(body.len()));
                 }
                 let expected = whole_body(&body);
-                let mut reader = LiveReader::new(|_: &CallIdentity<'_>| false);
+                let never = |_: &CallIdentity<'_>| false;
+                let mut reader = LiveReader::new();
                 let streamed = body
                     .chunks(chunk)
-                    .try_for_each(|piece| reader.feed(piece))
-                    .and_then(|()| reader.finish());
+                    .try_for_each(|piece| reader.feed(piece, &never))
+                    .and_then(|()| reader.finish(&never));
                 match (streamed, expected) {
                     (Ok(streamed), Some(expected)) => {
                         prop_assert_eq!(streamed.parsed, expected.parsed);

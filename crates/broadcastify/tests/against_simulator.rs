@@ -592,3 +592,60 @@ async fn malformed_json_and_resets_are_typed_errors() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_long_answer_comes_out_in_batches_without_the_calls_already_known() {
+    let sim = simulator().await;
+    let client = client(&sim);
+    // About 2 kB each: the body arrives in several pieces.
+    let made: Vec<_> = (0..300).map(|_| sim.add_call(call_in(FIRE))).collect();
+    let known: std::collections::HashSet<String> =
+        made.iter().take(100).map(|c| c.key.clone()).collect();
+    let is_known = |call: &bcfy_broadcastify::CallIdentity<'_>| {
+        let key = format!(
+            "{}-{}-{}",
+            call.system_id.unwrap(),
+            call.filename.as_deref().unwrap(),
+            call.hash.as_deref().unwrap()
+        );
+        known.contains(&key)
+    };
+    let query = LiveQuery {
+        position: Some(0.0),
+        init: false,
+        ..groups(&[FIRE])
+    };
+    let mut answer = client.live_answer(&query).await.unwrap();
+    let mut batches = Vec::new();
+    while let Some(batch) = answer.next_calls(10, is_known).await.unwrap() {
+        assert!(batch.rejected.is_empty());
+        batches.push(keys_of(&bcfy_broadcastify::LiveCalls {
+            parsed: batch,
+            known: 0,
+            last_pos: None,
+            server_time: None,
+        }));
+    }
+    let rest = answer.finish(is_known).await.unwrap();
+
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert!(
+        sizes.len() >= 2,
+        "200 new calls in batches of at least 10: {sizes:?}"
+    );
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|n| *n >= 10),
+        "{sizes:?}"
+    );
+    let mut handed_out: Vec<String> = batches.into_iter().flatten().collect();
+    handed_out.sort();
+    let mut expected: Vec<String> = made.iter().skip(100).map(|c| c.key.clone()).collect();
+    expected.sort();
+    assert_eq!(handed_out, expected, "every new call once");
+    assert!(rest.parsed.calls.is_empty(), "nothing left over");
+    assert_eq!(rest.known, 100);
+    assert_eq!(
+        rest.last_pos,
+        made.iter().map(|c| c.ts as f64).reduce(f64::max)
+    );
+}

@@ -4,11 +4,13 @@
 use std::time::{Duration, SystemTime};
 
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
-use bcfy_broadcastify::{CallIdentity, Client, LiveCalls, LiveQuery, Selector};
-use bcfy_bus::publish::{self, PublishError};
+use bcfy_broadcastify::{CallIdentity, Client, LiveCalls, LiveQuery, ParsedCalls, Selector};
+use bcfy_bus::publish::{self, PublishError, Published};
 use bcfy_bus::{CallId, Publisher, Shard, Stage, subject, trace_context};
 use bcfy_proto::{DeadLetter, LiveCallEnvelope, ShardKey};
 use bcfy_runtime::admin::ReadinessLatch;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
@@ -300,17 +302,28 @@ impl ShardPoller {
                 init: true,
             },
         };
-        let recent = &progress.recent;
-        let answer = self
-            .client
-            .live_calls_except(&query, |call| recent.contains(&identity_id(call)))
+        // The answer's new calls are published while the rest of it arrives, a window of acks
+        // at a time, so memory stays bounded however long the answer is; the cursor moves only
+        // once every call of the answer is stored.
+        let mut answer = self.client.live_answer(&query).await?;
+        let mut acks = Vec::new();
+        while let Some(calls) = answer
+            .next_calls(publish::MAX_ACKS_IN_FLIGHT, |call| {
+                progress.recent.contains(&identity_id(call))
+            })
+            .await?
+        {
+            self.send_calls(calls, progress, &mut acks).await?;
+        }
+        let rest = answer
+            .finish(|call| progress.recent.contains(&identity_id(call)))
             .await?;
+        let next = rest.next_position(progress.cursor);
+        self.publish_answer(rest, progress, acks).await?;
         self.metrics
             .poll_seconds
             .with_label_values(&[&self.name])
             .observe(started.elapsed().as_secs_f64());
-        let next = answer.next_position(progress.cursor);
-        self.publish_answer(answer, progress).await?;
         if next != progress.cursor {
             if let Some(position) = next {
                 self.cursors.save(&self.name, position).await?;
@@ -369,7 +382,7 @@ impl ShardPoller {
             return Ok(());
         };
         match sweep.await {
-            Ok(Ok(answer)) => self.publish_answer(answer, progress).await,
+            Ok(Ok(answer)) => self.publish_answer(answer, progress, Vec::new()).await,
             Ok(Err(error)) => {
                 progress.last_sweep = None;
                 Err(error.into())
@@ -382,69 +395,92 @@ impl ShardPoller {
         }
     }
 
-    /// Publishes an answer's calls that this shard has not published yet, each once, and
-    /// dead-letters what is unusable.
+    /// Publishes the last calls of an answer, waits for every ack still pending, and counts
+    /// the calls the answer left out as already published.
     async fn publish_answer(
         &self,
         answer: LiveCalls,
         progress: &mut Progress,
+        mut acks: Vec<PendingAck>,
     ) -> Result<(), PollError> {
-        let mut repeats = answer.known as u64;
+        self.send_calls(answer.parsed, progress, &mut acks).await?;
+        self.settle(acks, progress).await?;
+        self.metrics
+            .duplicates
+            .with_label_values(&[&self.name])
+            .inc_by(answer.known as u64);
+        Ok(())
+    }
+
+    /// Starts publishing the calls this shard has not published yet (their acks join `acks`,
+    /// settled a window at a time) and dead-letters what is unusable.
+    async fn send_calls(
+        &self,
+        calls: ParsedCalls,
+        progress: &mut Progress,
+        acks: &mut Vec<PendingAck>,
+    ) -> Result<(), PollError> {
         let received_at = Some(SystemTime::now().into());
-        let mut envelopes = Vec::new();
-        for upstream in answer.parsed.calls {
+        for upstream in calls.calls {
             let id = CallId::for_call(&upstream.call);
             // A sweep left out what was published when it started; the polls since may have
             // published more of its calls.
             if progress.recent.contains(&id) {
-                repeats += 1;
+                self.metrics
+                    .duplicates
+                    .with_label_values(&[&self.name])
+                    .inc();
                 continue;
             }
-            match (upstream.call.sid, upstream.call.call_tg) {
-                (Some(sid), Some(tg)) => envelopes.push((
-                    Shard { sid, tg },
-                    id.clone(),
-                    LiveCallEnvelope {
-                        call_id: id.to_string(),
-                        call: Some(upstream.call),
-                        cursor: progress.cursor,
-                        received_at,
-                        shard_key: Some(ShardKey {
-                            system_id: sid,
-                            talkgroup_id: tg,
-                        }),
-                        raw_payload: upstream.raw.into_bytes(),
-                        shard_name: self.name.clone(),
-                    },
-                )),
-                _ => {
-                    self.dead_letter(Some(&id), &upstream.raw, "the call has no sid or call_tg")
-                        .await?
-                }
+            let (Some(sid), Some(tg)) = (upstream.call.sid, upstream.call.call_tg) else {
+                self.dead_letter(Some(&id), &upstream.raw, "the call has no sid or call_tg")
+                    .await?;
+                continue;
+            };
+            let envelope = LiveCallEnvelope {
+                call_id: id.to_string(),
+                call: Some(upstream.call),
+                cursor: progress.cursor,
+                received_at,
+                shard_key: Some(ShardKey {
+                    system_id: sid,
+                    talkgroup_id: tg,
+                }),
+                raw_payload: upstream.raw.into_bytes(),
+                shard_name: self.name.clone(),
+            };
+            let span = trace_context::linked_to_current(
+                tracing::info_span!(parent: None, "call", call_id = %id, shard = %self.name),
+            );
+            let ack = self
+                .publisher
+                .start(subject::live(Shard { sid, tg }), id.as_str(), &envelope)
+                .instrument(span)
+                .await?;
+            let ts = envelope_ts(&envelope, progress.cursor);
+            acks.push((id, ts, ack.boxed()));
+            if acks.len() >= publish::MAX_ACKS_IN_FLIGHT {
+                self.settle(std::mem::take(acks), progress).await?;
             }
         }
-        self.metrics
-            .duplicates
-            .with_label_values(&[&self.name])
-            .inc_by(repeats);
-        // Sent one after another, their PubAcks awaited together, a bounded window at a time.
-        let mut results = Vec::with_capacity(envelopes.len());
-        for window in envelopes.chunks(publish::MAX_ACKS_IN_FLIGHT) {
-            let mut pending = Vec::with_capacity(window.len());
-            for (shard, id, envelope) in window {
-                let span = trace_context::linked_to_current(
-                    tracing::info_span!(parent: None, "call", call_id = %id, shard = %self.name),
-                );
-                pending.push(
-                    self.publisher
-                        .start(subject::live(*shard), id.as_str(), envelope)
-                        .instrument(span)
-                        .await?,
-                );
-            }
-            results.extend(futures::future::join_all(pending).await);
+        for rejected in &calls.rejected {
+            self.dead_letter(None, rejected, "a calls element is not a JSON object")
+                .await?;
         }
-        for (result, (_, id, envelope)) in results.into_iter().zip(&envelopes) {
+        Ok(())
+    }
+
+    /// Waits for the acks together; each stored call is remembered as published.
+    async fn settle(
+        &self,
+        acks: Vec<PendingAck>,
+        progress: &mut Progress,
+    ) -> Result<(), PollError> {
+        let (calls, acks): (Vec<_>, Vec<_>) = acks
+            .into_iter()
+            .map(|(id, ts, ack)| ((id, ts), ack))
+            .unzip();
+        for (result, (id, ts)) in futures::future::join_all(acks).await.into_iter().zip(calls) {
             let published = result?;
             let counter = if published.duplicate {
                 &self.metrics.duplicates
@@ -452,13 +488,7 @@ impl ShardPoller {
                 &self.metrics.dispatched
             };
             counter.with_label_values(&[&self.name]).inc();
-            progress
-                .recent
-                .insert(id, envelope_ts(envelope, progress.cursor));
-        }
-        for rejected in &answer.parsed.rejected {
-            self.dead_letter(None, rejected, "a calls element is not a JSON object")
-                .await?;
+            progress.recent.insert(&id, ts);
         }
         Ok(())
     }
@@ -522,6 +552,13 @@ fn envelope_ts(envelope: &LiveCallEnvelope, cursor: Option<f64>) -> f64 {
         .or(cursor)
         .unwrap_or(f64::NEG_INFINITY)
 }
+
+/// A call whose envelope was sent, with its `ts`, and the PubAck to come.
+type PendingAck = (
+    CallId,
+    f64,
+    BoxFuture<'static, Result<Published, PublishError>>,
+);
 
 /// The shard stops for good (refused credentials, retry budget spent).
 #[derive(Debug)]
