@@ -10,22 +10,40 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-/// The latest backlog reading, shared by every task of this replica.
-#[derive(Debug, Clone, Default)]
+/// The backlog of one durable consumer: its latest reading, shared by every task of this
+/// replica, and where to read it again.
+#[derive(Debug, Clone)]
 pub struct Backlog {
     value: Arc<AtomicU64>,
+    js: jetstream::Context,
+    stream: &'static str,
+    consumer: Arc<str>,
 }
 
 impl Backlog {
+    /// The backlog of `consumer` on `stream`; 0 until first read.
+    pub fn new(js: jetstream::Context, stream: &'static str, consumer: &str) -> Self {
+        Self {
+            value: Arc::default(),
+            js,
+            stream,
+            consumer: consumer.into(),
+        }
+    }
+
     /// The latest reading (0 when the consumer does not exist yet).
     pub fn get(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
     }
 
-    /// Reads the backlog of `consumer` on `stream` now.
-    pub async fn refresh(&self, js: &jetstream::Context, stream: &str, consumer: &str) -> u64 {
-        let found = js
-            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(consumer, stream)
+    /// Reads the backlog now (and keeps it as the latest reading).
+    pub async fn refresh(&self) -> u64 {
+        let found = self
+            .js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                &*self.consumer,
+                self.stream,
+            )
             .await;
         let backlog = match found {
             Ok(mut consumer) => match consumer.info().await {
@@ -44,9 +62,6 @@ impl Backlog {
     /// Refreshes every `every` until cancelled, handing each reading to `report` (a metric).
     pub async fn watch(
         self,
-        js: jetstream::Context,
-        stream: &'static str,
-        consumer: String,
         every: Duration,
         stop: CancellationToken,
         report: impl Fn(u64) + Send,
@@ -55,7 +70,7 @@ impl Backlog {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = ticks.tick() => report(self.refresh(&js, stream, &consumer).await),
+                _ = ticks.tick() => report(self.refresh().await),
             }
         }
     }

@@ -108,18 +108,17 @@ pub async fn serve(
         config: audio.clone(),
         metrics: metrics.clone(),
     });
-    let backlog = Backlog::default();
+    let backlog = Backlog::new(js.clone(), STREAM_CALLS_AUDIO, &audio.transcriber_consumer);
     let watcher_stop = shutdown.child_token();
     if audio.transcription_enabled {
         let gauge = metrics.transcriber_backlog.clone();
-        tokio::spawn(backlog.clone().watch(
-            js.clone(),
-            STREAM_CALLS_AUDIO,
-            audio.transcriber_consumer.clone(),
-            BACKLOG_EVERY,
-            watcher_stop.clone(),
-            move |backlog| gauge.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
-        ));
+        tokio::spawn(
+            backlog
+                .clone()
+                .watch(BACKLOG_EVERY, watcher_stop.clone(), move |backlog| {
+                    gauge.set(i64::try_from(backlog).unwrap_or(i64::MAX))
+                }),
+        );
     }
     let messages = consumer
         .stream()

@@ -140,14 +140,11 @@ pub async fn serve(
     nats_ready.set_ready();
     tracing::info!(instance = %instance, shards = config.shards.len(), "Poller started.");
 
-    let backlog = Backlog::default();
+    let backlog = Backlog::new(js.clone(), STREAM_CALLS_LIVE, &config.downstream_consumer);
     // The watcher outlives no shard: it stops on shutdown or when every shard has stopped.
     let watcher_stop = shutdown.child_token();
     let gauge = metrics.downstream_backlog.clone();
     let watcher = tokio::spawn(backlog.clone().watch(
-        js.clone(),
-        STREAM_CALLS_LIVE,
-        config.downstream_consumer.clone(),
         BACKLOG_EVERY,
         watcher_stop.clone(),
         move |backlog| gauge.set(i64::try_from(backlog).unwrap_or(i64::MAX)),

@@ -166,7 +166,12 @@ impl ShardPoller {
                 return Ok(self.producer.initial_backoff);
             }
         }
-        let backlog = self.backlog.get();
+        let mut backlog = self.backlog.get();
+        if backlog > self.producer.queue_maxsize {
+            // The reading is up to a second old and may predate the fetcher working off the
+            // last poll's calls: only a backlog that is still there pauses polling.
+            backlog = self.backlog.refresh().await;
+        }
         if backlog > self.producer.queue_maxsize {
             self.metrics
                 .backpressure_pauses

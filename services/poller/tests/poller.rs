@@ -413,6 +413,32 @@ async fn backpressure_pauses_polling_until_the_backlog_drains() {
     poller.stop().await;
 }
 
+#[tokio::test]
+async fn a_backlog_worked_off_since_the_last_reading_does_not_pause_polling() {
+    let h = harness().await;
+    let mut keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    config.live_producer.queue_maxsize = 3;
+    let poller = start(config);
+    h.expect_published(&keys).await;
+    let (consumer, _) = ensure_consumer(&h.js, &ConsumerSpec::audio_fetcher(64))
+        .await
+        .unwrap();
+    eventually(PATIENCE, "a reading over the threshold", || async {
+        (poller.metric("bcfy_live_producer_downstream_backlog", None) >= 5.0).then_some(())
+    })
+    .await;
+    // The fetcher catches up before the next reading (one a second): the poller must not
+    // pause on the reading it still holds.
+    drain(&consumer, 5).await;
+    let pauses = || poller.metric("bcfy_live_producer_backpressure_pauses_total", None);
+    let before = pauses();
+    keys.insert(h.add(FIRE));
+    h.expect_published(&keys).await;
+    assert_eq!(pauses(), before, "no pause once the backlog is gone");
+    poller.stop().await;
+}
+
 async fn drain(consumer: &PullConsumer, count: usize) {
     let mut messages = consumer
         .fetch()
