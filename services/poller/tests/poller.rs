@@ -384,18 +384,7 @@ async fn retry_after_pauses_every_replica() {
 #[tokio::test]
 async fn backpressure_pauses_polling_until_the_backlog_drains() {
     let h = harness().await;
-    let mut keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
-    let mut config = h.config("a", vec![shard("fire", FIRE)]);
-    config.live_producer.queue_maxsize = 3;
-    let poller = start(config);
-    h.expect_published(&keys).await;
-    let (consumer, _) = ensure_consumer(&h.js, &ConsumerSpec::audio_fetcher(64))
-        .await
-        .unwrap();
-    eventually(PATIENCE, "the poller to see the backlog", || async {
-        (poller.metric("bcfy_live_producer_downstream_backlog", None) >= 5.0).then_some(())
-    })
-    .await;
+    let (mut keys, poller, consumer) = over_its_backlog(&h).await;
 
     let held_back = h.add(FIRE);
     eventually(PATIENCE, "polls to pause", || async {
@@ -416,18 +405,7 @@ async fn backpressure_pauses_polling_until_the_backlog_drains() {
 #[tokio::test]
 async fn a_backlog_worked_off_since_the_last_reading_does_not_pause_polling() {
     let h = harness().await;
-    let mut keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
-    let mut config = h.config("a", vec![shard("fire", FIRE)]);
-    config.live_producer.queue_maxsize = 3;
-    let poller = start(config);
-    h.expect_published(&keys).await;
-    let (consumer, _) = ensure_consumer(&h.js, &ConsumerSpec::audio_fetcher(64))
-        .await
-        .unwrap();
-    eventually(PATIENCE, "a reading over the threshold", || async {
-        (poller.metric("bcfy_live_producer_downstream_backlog", None) >= 5.0).then_some(())
-    })
-    .await;
+    let (mut keys, poller, consumer) = over_its_backlog(&h).await;
     // The fetcher catches up before the next reading (one a second): the poller must not
     // pause on the reading it still holds.
     drain(&consumer, 5).await;
@@ -437,6 +415,24 @@ async fn a_backlog_worked_off_since_the_last_reading_does_not_pause_polling() {
     h.expect_published(&keys).await;
     assert_eq!(pauses(), before, "no pause once the backlog is gone");
     poller.stop().await;
+}
+
+/// A poller with `queue_maxsize` 3 that published 5 calls nobody fetched, once its backlog
+/// reading shows them: the calls, the poller and the fetcher's consumer.
+async fn over_its_backlog(h: &Harness) -> (BTreeSet<String>, Running, PullConsumer) {
+    let keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    config.live_producer.queue_maxsize = 3;
+    let poller = start(config);
+    h.expect_published(&keys).await;
+    let (consumer, _) = ensure_consumer(&h.js, &ConsumerSpec::audio_fetcher(64))
+        .await
+        .unwrap();
+    eventually(PATIENCE, "a backlog reading over the threshold", || async {
+        (poller.metric("bcfy_live_producer_downstream_backlog", None) >= 5.0).then_some(())
+    })
+    .await;
+    (keys, poller, consumer)
 }
 
 async fn drain(consumer: &PullConsumer, count: usize) {
