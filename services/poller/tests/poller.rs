@@ -280,6 +280,73 @@ async fn polls_between_sweeps_reach_back_only_the_overlap_and_sweeps_find_late_c
 }
 
 #[tokio::test]
+async fn slow_answers_neither_hold_polls_behind_a_sweep_nor_stretch_the_interval() {
+    let h = harness().await;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let newest = i64::try_from(now.as_secs()).unwrap() - 5;
+    let first = h.sim.add_call(CallSpec {
+        talkgroup: Some(FIRE),
+        ts: Some(newest),
+        ..CallSpec::default()
+    });
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    let interval = Duration::from_secs(1);
+    config.live_producer.poll_interval = interval;
+    config.live_producer.look_back_interval = Duration::from_secs(3);
+    let poller = start(config);
+    h.expect_published(&BTreeSet::from([first.key])).await;
+
+    // Every answer from now on takes 700 ms.
+    let slow = Duration::from_millis(700);
+    let from = SystemTime::now();
+    h.sim
+        .inject_times(Route::LiveCalls, Fault::Slow(slow), 1_000);
+    let sweep_pos = format!("{}.000", newest + 1 - 120);
+    let polls = eventually(PATIENCE, "two sweeps and six polls", || async {
+        let polls: Vec<_> = h
+            .live_requests()
+            .into_iter()
+            .filter(|r| r.at > from && r.form_field("doInit") == Some("0"))
+            .collect();
+        let sweeps = polls
+            .iter()
+            .filter(|r| r.form_field("pos") == Some(sweep_pos.as_str()))
+            .count();
+        (sweeps >= 2 && polls.len() - sweeps >= 6).then_some(polls)
+    })
+    .await;
+    poller.stop().await;
+
+    let (sweeps, edges): (Vec<_>, Vec<_>) = polls
+        .iter()
+        .partition(|r| r.form_field("pos") == Some(sweep_pos.as_str()));
+    for sweep in &sweeps {
+        assert!(
+            edges.iter().any(|edge| {
+                let apart = edge
+                    .at
+                    .duration_since(sweep.at)
+                    .unwrap_or_else(|before| before.duration());
+                apart < slow
+            }),
+            "no poll went out while the sweep at {:?} was being answered",
+            sweep.at
+        );
+    }
+    let mut gaps: Vec<Duration> = edges
+        .windows(2)
+        .map(|pair| pair[1].at.duration_since(pair[0].at).unwrap())
+        .collect();
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    // One interval apart, not an interval after each slow answer (1.7 s).
+    assert!(
+        median < interval + slow / 2,
+        "polls {median:?} apart with a {interval:?} interval: {gaps:?}"
+    );
+}
+
+#[tokio::test]
 async fn three_replicas_share_one_login_and_one_relogin() {
     let h = harness().await;
     let shards = [("fire", FIRE), ("law", LAW), ("other", OTHER)];
