@@ -7,9 +7,10 @@
 //! call made in the window with no transcript once the pipeline has drained), the latency from
 //! the moment the simulator listed a call to its envelope stored on `calls.live`, its audio on
 //! `calls.audio.raw` and its `transcription.complete` (p50/p99, from JetStream's own timestamps), CPU seconds per 1,000
-//! calls per process over the window, and each process's peak RSS. At the end: the raw
-//! JetStream ceiling on this machine — pipelined PubAcked publishes of audio-sized messages,
-//! the figure `nats bench js pub` gives (the `nats` CLI is not installable here).
+//! calls per process over the window, and each process's peak RSS. At the end, what JetStream
+//! alone costs here ([`raw_jetstream`]): the ceiling `nats bench js pub` would report (the `nats`
+//! CLI is not installable here), and the floor, nats-server's CPU for one call's JetStream work
+//! done in batches with nothing else running, to set the pipeline's nats-server figure against.
 //!
 //! Knobs: `BENCH_TALKGROUPS` (default `1,10,100`), `BENCH_RATES` (calls/s, `250,500,1000,1500`),
 //! `BENCH_SECONDS` (measured window, 30), `BENCH_POLL_INTERVAL_MS` (1000), `BENCH_LOOK_BACK_S` (the
@@ -25,6 +26,7 @@ use async_nats::jetstream::{self, stream};
 use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIPTIONS};
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
+use bcfy_e2e::raw_jetstream::{self, CallSizes};
 use bcfy_e2e::stt::FakeStt;
 use bcfy_e2e::yaml::{common, site};
 use bcfy_simulator::{SimConfig, Simulator};
@@ -43,6 +45,8 @@ const QUIET: Duration = Duration::from_secs(10);
 /// late, not lost.
 const LONG_QUIET: Duration = Duration::from_secs(60);
 const MIB: f64 = 1024.0 * 1024.0;
+/// Calls through [`raw_jetstream::floor`].
+const FLOOR_CALLS: usize = 20_000;
 /// This process: the simulator and the fake STT.
 const BENCH_PROCESS: &str = "bench";
 
@@ -360,39 +364,6 @@ async fn run(talkgroups: u64, rate: u64, window: Duration, poller: &str) -> RunF
     }
 }
 
-/// Pipelined PubAcked publishes of `size`-byte messages to a file stream, as `nats bench js
-/// pub --size {size}` measures: messages per second.
-async fn jetstream_ceiling(count: usize, size: usize) -> f64 {
-    const BATCH: usize = 1_000;
-    let nats = NatsServer::start().await;
-    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
-    js.create_stream(stream::Config {
-        name: "CEILING".to_owned(),
-        subjects: vec!["ceiling.>".to_owned()],
-        ..Default::default()
-    })
-    .await
-    .expect("stream");
-    let payload = bytes::Bytes::from(vec![7u8; size]);
-    let started = tokio::time::Instant::now();
-    for batch in 0..count.div_ceil(BATCH) {
-        let mut acks = Vec::with_capacity(BATCH);
-        for i in 0..BATCH {
-            let subject = format!("ceiling.{}", batch * BATCH + i);
-            acks.push(
-                js.publish(subject, payload.clone())
-                    .await
-                    .expect("sent")
-                    .into_future(),
-            );
-        }
-        for ack in futures::future::join_all(acks).await {
-            ack.expect("stored");
-        }
-    }
-    (count.div_ceil(BATCH) * BATCH) as f64 / started.elapsed().as_secs_f64()
-}
-
 fn print_run(f: &RunFigures) {
     let per_thousand = |cpu: f64| cpu / f.calls.max(1) as f64 * 1000.0;
     let cpu: BTreeMap<&str, f64> = f
@@ -462,10 +433,29 @@ async fn main() {
     }
     println!("Mean stored message size (last run): {sizes:?} bytes");
     for size in [1_024, 12_288] {
-        let per_second = jetstream_ceiling(50_000, size).await;
+        let per_second = raw_jetstream::ceiling(50_000, size).await;
         println!(
             "Raw JetStream ceiling, {size}-byte messages, PubAcks pipelined per 1,000: {per_second:.0} msgs/s ({:.1} MiB/s)",
             per_second * size as f64 / MIB
         );
     }
+    let stored = |stream: &str, default: usize| {
+        sizes
+            .iter()
+            .find(|(name, _)| *name == stream)
+            .map_or(default, |(_, bytes)| *bytes as usize)
+    };
+    let call = CallSizes {
+        envelope: stored(STREAM_CALLS_LIVE, 2_133),
+        audio: stored(STREAM_CALLS_AUDIO, 28_413),
+        transcript: stored(STREAM_TRANSCRIPTIONS, 930),
+    };
+    let floor = raw_jetstream::floor(FLOOR_CALLS, call).await;
+    println!(
+        "JetStream floor per call ({FLOOR_CALLS} calls of {call:?}, batches of 1,000), nats-server CPU s per 1,000 calls: store envelope {:.3}, deliver + store audio + ack {:.3}, deliver audio + store transcript + ack {:.3}; poll+fetch share {:.3}",
+        floor.store_envelope,
+        floor.fetch,
+        floor.transcribe,
+        floor.poll_and_fetch()
+    );
 }
