@@ -596,26 +596,40 @@ async fn shutdown_finishes_the_poll_in_flight() {
 }
 
 #[tokio::test]
-async fn the_request_budget_is_shared_by_every_replica() {
+async fn the_request_budget_is_shared_by_every_replica_and_covers_sweeps() {
     const BUDGET: usize = 5;
     let h = harness().await;
+    // A call on each talkgroup gives each shard a cursor at once, so sweeps start too.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let newest = i64::try_from(now.as_secs()).unwrap() - 5;
+    let sweep_pos = format!("{}.000", newest + 1 - 120);
     let replicas: Vec<Running> = [("fire", FIRE), ("law", LAW)]
         .iter()
         .map(|(name, tg)| {
+            h.sim.add_call(CallSpec {
+                talkgroup: Some(*tg),
+                ts: Some(newest),
+                ..CallSpec::default()
+            });
             let mut config = h.config(name, vec![shard(name, *tg)]);
             config.live_producer.rate_limit_per_minute = Some(BUDGET as u32);
+            config.live_producer.look_back_interval = Duration::from_secs(1);
             start(config)
         })
         .collect();
     eventually(
         Duration::from_secs(70),
-        "a replica to wait for the budget",
+        "a sweep, and a replica waiting for the budget",
         || async {
             let waits: f64 = replicas
                 .iter()
                 .map(|r| r.metric("bcfy_live_producer_rate_limit_waits_total", None))
                 .sum();
-            (waits >= 1.0).then_some(())
+            let swept = h
+                .live_requests()
+                .iter()
+                .any(|r| r.form_field("pos") == Some(sweep_pos.as_str()));
+            (waits >= 1.0 && swept).then_some(())
         },
     )
     .await;
