@@ -159,7 +159,7 @@ fn script_every_fault(sim: &Simulator) {
         (Route::Audio, Fault::TruncateAudio { after_bytes: 1024 }),
         (
             Route::Audio,
-            Fault::SlowAudio {
+            Fault::SlowBody {
                 chunk: 2048,
                 pause: Duration::from_millis(50),
             },

@@ -69,6 +69,7 @@ impl Client {
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.request_timeout)
+            .read_timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .tcp_keepalive(std::time::Duration::from_secs(30))

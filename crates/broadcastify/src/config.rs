@@ -39,7 +39,9 @@ pub struct ClientConfig {
     pub user_agent: String,
     /// `Accept-Language` sent on every request.
     pub accept_language: String,
-    /// Time allowed for one request, body included.
+    /// Time allowed for one request, body included; for a live-calls answer, which grows with
+    /// the shard's traffic (a sweep of a busy shard is hundreds of MB), the longest wait for its
+    /// next bytes instead.
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
     pub request_timeout: Duration,

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -155,6 +156,9 @@ struct IdentityFields<'a> {
 
 /// Bytes of the body's start kept for an error's snippet.
 const SNIPPET_HEAD: usize = 4096;
+/// The longest a live-calls answer may take in all while its bytes keep coming (a stall fails
+/// it after `request_timeout`): a two-minute sweep of a shard at 1,000 calls/s is 260 MB.
+const LIVE_ANSWER_LIMIT: Duration = Duration::from_secs(600);
 
 /// Reads a live answer as it arrives: calls the caller already has are counted and dropped at
 /// once, so memory follows the new calls, not the answer.
@@ -415,9 +419,11 @@ impl Client {
         form.push(("sid", sid.to_string()));
         form.push(("sessionKey", self.session_key().to_owned()));
 
+        // Only a stall fails a live answer (the client's read timeout), not its length.
         let mut request = self
             .http()
             .post(self.site_url("/calls/apis/live-calls"))
+            .timeout(LIVE_ANSWER_LIMIT)
             .form(&form);
         request = self.xhr(request, &query.selector.page());
         if let Some(cookie) = cookie {

@@ -418,7 +418,7 @@ async fn audio_resumes_after_a_cut_and_reports_truncation() {
 
     sim.inject(
         Route::Audio,
-        Fault::SlowAudio {
+        Fault::SlowBody {
             chunk: 4096,
             pause: Duration::from_millis(20),
         },
@@ -648,4 +648,58 @@ async fn a_long_answer_comes_out_in_batches_without_the_calls_already_known() {
         rest.last_pos,
         made.iter().map(|c| c.ts as f64).reduce(f64::max)
     );
+}
+
+#[tokio::test]
+async fn a_live_answer_may_outlast_the_request_timeout_but_not_stall_that_long() {
+    let sim = simulator().await;
+    for _ in 0..3 {
+        sim.add_call(call_in(FIRE));
+    }
+    let timeout = Duration::from_secs(1);
+    let client = Client::new(ClientConfig {
+        request_timeout: timeout,
+        ..config(&sim)
+    })
+    .unwrap();
+    client.ensure_session().await.unwrap();
+
+    // Three calls of about 2 kB in pieces of 512 bytes a quarter-second apart: the answer takes
+    // well over the request timeout, but never waits that long for its next bytes.
+    sim.inject(
+        Route::LiveCalls,
+        Fault::SlowBody {
+            chunk: 512,
+            pause: Duration::from_millis(250),
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let answer = client.live_calls(&groups(&[FIRE])).await.unwrap();
+    assert_eq!(answer.parsed.calls.len(), 3);
+    assert!(
+        started.elapsed() > timeout,
+        "the answer took {:?}, not longer than the request timeout",
+        started.elapsed()
+    );
+
+    // A wait for the next bytes as long as the request timeout is a stall.
+    sim.inject(
+        Route::LiveCalls,
+        Fault::SlowBody {
+            chunk: 512,
+            pause: timeout.mul_f64(1.5),
+        },
+    );
+    let error = client.live_calls(&groups(&[FIRE])).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Transport {
+                endpoint: Endpoint::LiveCalls,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.retry_hint().transient);
 }

@@ -84,8 +84,8 @@ pub enum Fault {
         /// Bytes sent before the cut.
         after_bytes: usize,
     },
-    /// Send audio in pieces of `chunk` bytes, `pause` apart.
-    SlowAudio {
+    /// Send the body (audio, or a live-calls answer) in pieces of `chunk` bytes, `pause` apart.
+    SlowBody {
         /// Piece size.
         chunk: usize,
         /// Pause between pieces.
@@ -176,7 +176,7 @@ impl FaultPlan {
                 candidates.push_back(Fault::TruncateAudio { after_bytes: 2048 });
             }
             Route::Audio if roll(r.slow_audio_rate) => {
-                candidates.push_back(Fault::SlowAudio {
+                candidates.push_back(Fault::SlowBody {
                     chunk: 1024,
                     pause: Duration::from_millis(100),
                 });

@@ -320,6 +320,10 @@ async fn live_calls(
     if fault == Some(Fault::MalformedJson) {
         body.truncate(body.len() / 2);
     }
+    let body = match fault {
+        Some(Fault::SlowBody { chunk, pause }) => slow_body(Bytes::from(body), chunk, pause),
+        _ => Body::from(body),
+    };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -454,7 +458,7 @@ async fn cdn(Shared(state): Shared<AppState>, request: Request) -> Response {
     let length = body.len();
     let body = match fault {
         Some(Fault::TruncateAudio { after_bytes }) => cut_body(body, after_bytes),
-        Some(Fault::SlowAudio { chunk, pause }) => slow_body(body, chunk, pause),
+        Some(Fault::SlowBody { chunk, pause }) => slow_body(body, chunk, pause),
         _ => Body::from(body),
     };
     let mut response = Response::new(body);

@@ -353,7 +353,7 @@ async fn truncated_and_slow_bodies_still_give_exact_audio() {
     let truncated = Some(("kind", "audio_truncated"));
     assert!(fetcher.metric("bcfy_audio_fetcher_retries_total", truncated) >= 1.0);
 
-    let slowly = Fault::SlowAudio {
+    let slowly = Fault::SlowBody {
         chunk: 2048,
         pause: Duration::from_millis(30),
     };
@@ -378,7 +378,7 @@ async fn a_kill_mid_download_is_redelivered_without_a_duplicate() {
     // published.
     h.sim.inject(
         Route::Audio,
-        Fault::SlowAudio {
+        Fault::SlowBody {
             chunk: 1024,
             pause: Duration::from_millis(50),
         },
