@@ -41,7 +41,7 @@ pub struct ClientConfig {
     pub accept_language: String,
     /// Time allowed for one request, body included; for a live-calls answer, which grows with
     /// the shard's traffic (a sweep of a busy shard is hundreds of MB), the longest wait for its
-    /// next bytes instead.
+    /// headers or its next bytes instead.
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
     pub request_timeout: Duration,

@@ -116,6 +116,14 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// An answer read as it arrives stopped coming: nothing for `after` (the request timeout).
+    #[error("{endpoint} answer stalled: nothing came for {after:?}")]
+    Stalled {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// How long nothing came.
+        after: Duration,
+    },
     /// The upstream answered with an error status.
     #[error("{endpoint} answered HTTP {status}: {snippet}")]
     Status {
@@ -160,7 +168,7 @@ impl Error {
     pub fn retry_hint(&self) -> RetryHint {
         let (transient, retry_after) = match self {
             Error::Authentication(_) => (false, None),
-            Error::Transport { .. } => (true, None),
+            Error::Transport { .. } | Error::Stalled { .. } => (true, None),
             Error::Status {
                 status,
                 retry_after,
@@ -195,6 +203,7 @@ impl Error {
             Error::Authentication(AuthenticationError::MissingCookie) => "missing_cookie",
             Error::Authentication(AuthenticationError::NoCredentials) => "no_credentials",
             Error::Transport { .. } => "transport",
+            Error::Stalled { .. } => "stalled",
             Error::Status { status: 429, .. } => "rate_limited",
             Error::Status { status, .. } if *status >= 500 => "upstream_unavailable",
             Error::Status { .. } => "http_status",

@@ -419,17 +419,18 @@ impl Client {
         form.push(("sid", sid.to_string()));
         form.push(("sessionKey", self.session_key().to_owned()));
 
-        // Only a stall fails a live answer (the client's read timeout), not its length.
         let mut request = self
             .http()
             .post(self.site_url("/calls/apis/live-calls"))
-            .timeout(LIVE_ANSWER_LIMIT)
             .form(&form);
         request = self.xhr(request, &query.selector.page());
         if let Some(cookie) = cookie {
             request = request.header(reqwest::header::COOKIE, cookie);
         }
-        let answer = self.send(Endpoint::LiveCalls, request).await?;
+        // Only a stall fails a live answer, not its length.
+        let answer = self
+            .send_streamed(Endpoint::LiveCalls, request, LIVE_ANSWER_LIMIT)
+            .await?;
         if !answer.response.status().is_success() {
             return Err(answer.into_status_error(Endpoint::LiveCalls).await);
         }

@@ -682,24 +682,27 @@ async fn a_live_answer_may_outlast_the_request_timeout_but_not_stall_that_long()
         started.elapsed()
     );
 
-    // A wait for the next bytes as long as the request timeout is a stall.
-    sim.inject(
-        Route::LiveCalls,
+    // A wait as long as the request timeout, for the next bytes or for the headers, is a stall.
+    for stall in [
         Fault::SlowBody {
             chunk: 512,
             pause: timeout.mul_f64(1.5),
         },
-    );
-    let error = client.live_calls(&groups(&[FIRE])).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::Transport {
-                endpoint: Endpoint::LiveCalls,
-                ..
-            }
-        ),
-        "{error}"
-    );
-    assert!(error.retry_hint().transient);
+        Fault::Slow(timeout.mul_f64(1.5)),
+    ] {
+        sim.inject(Route::LiveCalls, stall.clone());
+        let error = client.live_calls(&groups(&[FIRE])).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Stalled {
+                    endpoint: Endpoint::LiveCalls,
+                    after
+                } if after == timeout
+            ),
+            "{stall:?}: {error}"
+        );
+        assert!(error.retry_hint().transient);
+        assert_eq!(error.kind(), "stalled");
+    }
 }
