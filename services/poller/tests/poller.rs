@@ -6,8 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bcfy_broadcastify::ClientConfig;
 use bcfy_bus::connect::NatsConfig;
-use bcfy_bus::ensure::ensure_consumer;
-use bcfy_bus::topology::{ConsumerSpec, KV_POLLER_CURSORS, STREAM_CALLS_LIVE, TopologyConfig};
+use bcfy_bus::ensure::{ensure_consumer, ensure_topology};
+use bcfy_bus::topology::{
+    ConsumerSpec, KV_POLLER_CURSORS, STREAM_CALLS_LIVE, Topology, TopologyConfig,
+};
+use bcfy_poller::cursor::Cursors;
 use bcfy_poller::{LiveProducerConfig, PollerConfig, ShardConfig};
 use bcfy_proto::LiveCallEnvelope;
 use bcfy_runtime::admin::Readiness;
@@ -20,6 +23,12 @@ const PATIENCE: Duration = Duration::from_secs(20);
 const FIRE: (i64, i64) = (7001, 2345);
 const LAW: (i64, i64) = (7001, 2346);
 const OTHER: (i64, i64) = (7002, 2345);
+
+/// A `ts` five seconds ago, for a newest call a test places the cursor by.
+fn recent_ts() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(now.as_secs()).unwrap() - 5
+}
 
 struct Harness {
     nats: NatsServer,
@@ -110,6 +119,15 @@ impl Harness {
             "a call was published twice: {ids:?}"
         );
         assert_eq!(&unique, keys);
+    }
+
+    /// Adds a call on `talkgroup` with `ts` (epoch seconds).
+    fn add_at(&self, talkgroup: (i64, i64), ts: i64) -> bcfy_simulator::LedgerEntry {
+        self.sim.add_call(CallSpec {
+            talkgroup: Some(talkgroup),
+            ts: Some(ts),
+            ..CallSpec::default()
+        })
     }
 
     fn add(&self, talkgroup: (i64, i64)) -> String {
@@ -205,13 +223,8 @@ async fn every_call_once_and_an_exact_resume_after_a_kill() {
 #[tokio::test]
 async fn polls_between_sweeps_reach_back_only_the_overlap_and_sweeps_find_late_calls() {
     let h = harness().await;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let newest = i64::try_from(now.as_secs()).unwrap() - 5;
-    let first = h.sim.add_call(CallSpec {
-        talkgroup: Some(FIRE),
-        ts: Some(newest),
-        ..CallSpec::default()
-    });
+    let newest = recent_ts();
+    let first = h.add_at(FIRE, newest);
     let mut config = h.config("a", vec![shard("fire", FIRE)]);
     let sweep_every = Duration::from_secs(1);
     config.live_producer.look_back_interval = sweep_every;
@@ -221,11 +234,7 @@ async fn polls_between_sweeps_reach_back_only_the_overlap_and_sweeps_find_late_c
         .await;
 
     // Behind the cursor (newest + 1) by 40 s: only a sweep reaches it.
-    let late = h.sim.add_call(CallSpec {
-        talkgroup: Some(FIRE),
-        ts: Some(newest - 40),
-        ..CallSpec::default()
-    });
+    let late = h.add_at(FIRE, newest - 40);
     h.expect_published(&BTreeSet::from([first.key, late.key]))
         .await;
     // Two sweeps and the polls between them, from the requests the site saw.
@@ -282,13 +291,8 @@ async fn polls_between_sweeps_reach_back_only_the_overlap_and_sweeps_find_late_c
 #[tokio::test]
 async fn slow_answers_neither_hold_polls_behind_a_sweep_nor_stretch_the_interval() {
     let h = harness().await;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let newest = i64::try_from(now.as_secs()).unwrap() - 5;
-    let first = h.sim.add_call(CallSpec {
-        talkgroup: Some(FIRE),
-        ts: Some(newest),
-        ..CallSpec::default()
-    });
+    let newest = recent_ts();
+    let first = h.add_at(FIRE, newest);
     let mut config = h.config("a", vec![shard("fire", FIRE)]);
     let interval = Duration::from_secs(1);
     config.live_producer.poll_interval = interval;
@@ -344,6 +348,51 @@ async fn slow_answers_neither_hold_polls_behind_a_sweep_nor_stretch_the_interval
         median < interval + slow / 2,
         "polls {median:?} apart with a {interval:?} interval: {gaps:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failed_sweep_is_retried_at_the_next_poll_not_a_sweep_interval_later() {
+    let h = harness().await;
+    let mut config = h.config("a", vec![shard("fire", FIRE)]);
+    // One sweep at the start; the next would be due only after the test's patience.
+    config.live_producer.look_back_interval = 3 * PATIENCE;
+    // A cursor an earlier run saved, and a call 40 s behind it that only a sweep reaches.
+    let cursor = recent_ts();
+    ensure_topology(&h.js, &Topology::new(config.topology.clone()))
+        .await
+        .unwrap();
+    Cursors::new(h.js.get_key_value(KV_POLLER_CURSORS).await.unwrap())
+        .save("fire", cursor as f64)
+        .await
+        .unwrap();
+    let late = h.add_at(FIRE, cursor - 40);
+    // The first four live requests fail: the sweep started at once is among them (it goes out
+    // about 0.1 s after the first poll, the polls back off from 0.1 s).
+    h.sim.inject_times(
+        Route::LiveCalls,
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+        4,
+    );
+    let poller = start(config);
+    h.expect_published(&BTreeSet::from([late.key])).await;
+    poller.stop().await;
+
+    let sweep_pos = format!("{}.000", cursor - 120);
+    let sweeps: Vec<u16> = h
+        .live_requests()
+        .iter()
+        .filter(|r| r.form_field("pos") == Some(sweep_pos.as_str()))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        sweeps.first(),
+        Some(&503),
+        "the first sweep failed: {sweeps:?}"
+    );
+    assert!(sweeps.len() >= 2, "and was sent again: {sweeps:?}");
 }
 
 #[tokio::test]
@@ -600,17 +649,12 @@ async fn the_request_budget_is_shared_by_every_replica_and_covers_sweeps() {
     const BUDGET: usize = 5;
     let h = harness().await;
     // A call on each talkgroup gives each shard a cursor at once, so sweeps start too.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let newest = i64::try_from(now.as_secs()).unwrap() - 5;
+    let newest = recent_ts();
     let sweep_pos = format!("{}.000", newest + 1 - 120);
     let replicas: Vec<Running> = [("fire", FIRE), ("law", LAW)]
         .iter()
         .map(|(name, tg)| {
-            h.sim.add_call(CallSpec {
-                talkgroup: Some(*tg),
-                ts: Some(newest),
-                ..CallSpec::default()
-            });
+            h.add_at(*tg, newest);
             let mut config = h.config(name, vec![shard(name, *tg)]);
             config.live_producer.rate_limit_per_minute = Some(BUDGET as u32);
             config.live_producer.look_back_interval = Duration::from_secs(1);
