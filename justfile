@@ -63,7 +63,8 @@ bench:
     cargo bench --workspace --exclude bcfy-e2e --locked
 
 # The whole pipeline under load (release binaries, fake STT): the table in BENCHMARKS.md.
-# Knobs: BENCH_TALKGROUPS, BENCH_RATES, BENCH_SECONDS, BENCH_POLL_INTERVAL_MS.
+# Knobs: BENCH_TALKGROUPS, BENCH_RATES, BENCH_SECONDS, BENCH_POLL_INTERVAL_MS, BENCH_LOOK_BACK_S,
+# BENCH_LOG.
 bench-e2e:
     cargo build --release --workspace --bins --locked
     cargo bench -p bcfy-e2e --bench load --locked

@@ -6,8 +6,9 @@
 //! Per run it prints: the calls generated in the measured window and how many were lost (a
 //! call made in the window with no transcript once the pipeline has drained), the latency from
 //! the moment the simulator listed a call to its envelope stored on `calls.live`, its audio on
-//! `calls.audio.raw` and its `transcription.complete` (p50/p99, from JetStream's own timestamps), CPU seconds per 1,000
-//! calls per process over the window, and each process's peak RSS. At the end, what JetStream
+//! `calls.audio.raw` and its `transcription.complete` (p50/p99, from JetStream's own
+//! timestamps), CPU seconds per 1,000 calls per process over the window, and each process's
+//! peak RSS. At the end, what JetStream
 //! alone costs here ([`raw_jetstream`]): the ceiling `nats bench js pub` would report (the `nats`
 //! CLI is not installable here), and the floor, nats-server's CPU for one call's JetStream work
 //! done in batches with nothing else running, to set the pipeline's nats-server figure against.
