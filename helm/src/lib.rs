@@ -111,6 +111,45 @@ fn shard_entry(mut shard: Value) -> Value {
     shard
 }
 
+/// The definition a property refers to (`$ref`, or schemars' `allOf: [{$ref}]` beside a
+/// description).
+fn referenced(property: &Value) -> Option<&str> {
+    let reference = property.get("$ref").or_else(|| {
+        property
+            .get("allOf")
+            .and_then(Value::as_array)
+            .filter(|all| all.len() == 1)
+            .and_then(|all| all[0].get("$ref"))
+    })?;
+    reference.as_str()?.rsplit('/').next()
+}
+
+/// Drops the default of every setting that is a block of settings (it would repeat each
+/// setting's own default, already shown in the block's definition); a leaf setting keeps its
+/// default.
+fn without_block_defaults(definitions: &mut serde_json::Map<String, Value>) {
+    let blocks: Vec<String> = definitions
+        .iter()
+        .filter(|(_, definition)| definition.get("type") == Some(&json!("object")))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for definition in definitions.values_mut() {
+        let Some(properties) = definition
+            .get_mut("properties")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for property in properties.values_mut() {
+            if referenced(property).is_some_and(|name| blocks.iter().any(|b| b == name))
+                && let Some(property) = property.as_object_mut()
+            {
+                property.remove("default");
+            }
+        }
+    }
+}
+
 /// The whole values schema (draft-07, which Helm's validator reads).
 pub fn values_schema() -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
@@ -122,8 +161,9 @@ pub fn values_schema() -> Value {
     let log = generator.subschema_for::<bcfy_runtime::telemetry::LogConfig>();
     let topology = generator.subschema_for::<bcfy_bus::topology::TopologyConfig>();
     let shard_reference = generator.subschema_for::<ShardConfig>();
-    let definitions: serde_json::Map<String, Value> =
+    let mut definitions: serde_json::Map<String, Value> =
         generator.take_definitions(true).into_iter().collect();
+    without_block_defaults(&mut definitions);
     // The shard entry extends the shard config's own definition (which refuses unknown keys).
     let shard = shard_reference
         .as_object()

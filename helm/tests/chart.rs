@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bcfy_chart::{CHART_DIR, values_schema_text};
-use bcfy_runtime::config::{ConfigSource, Validate};
+use bcfy_config::{ConfigSource, Validate};
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 

@@ -28,11 +28,11 @@ use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIP
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::raw_jetstream::{self, CallSizes};
-use bcfy_e2e::stt::FakeStt;
 use bcfy_e2e::yaml::{common, site};
 use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
 use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
+use bcfy_test_support::stt::{FakeStt, Options};
 use futures::StreamExt as _;
 use prost::Message as _;
 
@@ -240,7 +240,11 @@ async fn run(talkgroups: u64, rate: u64, window: Duration, poller: &str) -> RunF
     sim_config.calls_per_second = rate as f64;
     sim_config.request_log_size = 100;
     let sim = Simulator::start(sim_config).await.expect("bcfy-sim");
-    let stt = FakeStt::start("bench-key", 0).await;
+    let stt = FakeStt::start(Options {
+        key: Some("bench-key".to_owned()),
+        ..Options::default()
+    })
+    .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let groups: Vec<String> = sim
         .world()

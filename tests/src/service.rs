@@ -51,6 +51,12 @@ fn build_once() {
     });
 }
 
+/// The path of binary `name` (e.g. `poller`), built first if needed.
+pub fn binary(name: &str) -> PathBuf {
+    build_once();
+    bin_dir().join(name)
+}
+
 /// One service process.
 #[derive(Debug)]
 pub struct Service {
@@ -70,7 +76,6 @@ impl Service {
 
     /// As [`start`](Self::start), with extra environment variables (e.g. `OTEL_*`).
     pub fn start_with_env(name: &str, config: &str, dir: &Path, env: &[(&str, &str)]) -> Service {
-        build_once();
         let config_path = dir.join(format!("{name}.yaml"));
         std::fs::write(&config_path, config).expect("config written");
         let mut service = Service {
@@ -93,7 +98,7 @@ impl Service {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(bin_dir().join(&self.name))
+        let child = Command::new(binary(&self.name))
             .arg("--config")
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

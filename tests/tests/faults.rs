@@ -20,11 +20,11 @@ use async_nats::jetstream;
 use bcfy_bus::topology::{STREAM_CALLS_LIVE, STREAM_DEAD_LETTERS, STREAM_TRANSCRIPTIONS};
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
-use bcfy_e2e::stt::{FakeStt, transcript_for_sha256};
 use bcfy_e2e::yaml::{common, free_port, site};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{DeadLetter, GetArchivedCallsRequest, LiveCallEnvelope, TranscriptionResult};
 use bcfy_simulator::{CallSpec, Fault, LedgerEntry, RetryAfter, Route, SimConfig, Simulator};
+use bcfy_test_support::stt::{FakeStt, Options, transcript_for_sha256};
 use bcfy_test_support::{NatsServer, eventually};
 use tokio::time::Instant;
 
@@ -252,7 +252,12 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
             .await
             .expect("bcfy-sim"),
     );
-    let stt = FakeStt::start(STT_KEY, 7).await;
+    let stt = FakeStt::start(Options {
+        key: Some(STT_KEY.to_owned()),
+        failure_every: 7,
+        record: false,
+    })
+    .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let grpc = free_port();
     let otel_off = [("OTEL_SDK_DISABLED", "true")];

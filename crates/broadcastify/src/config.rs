@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use bcfy_runtime::config::{ConfigIssue, Validate};
-use bcfy_runtime::units::{self, ByteSize};
+use bcfy_config::units::{self, ByteSize};
+use bcfy_config::{ConfigIssue, Validate};
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
@@ -21,8 +21,9 @@ pub const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
 /// Settings of [`Client`](crate::Client).
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The website origin (login, live calls, archive). Point it at `bcfy-sim` for local runs.
     pub base_url: Url,
@@ -34,6 +35,7 @@ pub struct ClientConfig {
     pub username: Option<String>,
     /// Account password.
     #[schemars(with = "Option<String>")]
+    #[serde(serialize_with = "bcfy_config::print::masked")]
     pub password: Option<SecretString>,
     /// `User-Agent` sent on every request.
     pub user_agent: String,

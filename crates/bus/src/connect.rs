@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, Event};
-use bcfy_runtime::config::{ConfigIssue, Validate};
-use bcfy_runtime::units;
+use bcfy_config::units;
+use bcfy_config::{ConfigIssue, Validate};
 use rand::Rng as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer};
@@ -21,8 +21,9 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 const RECONNECT_BASE_DELAY: Duration = Duration::from_millis(100);
 
 /// NATS connection settings (`nats.*`).
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Servers to connect to; a list or a comma-separated string
     /// (`BCFY_NATS__URLS=nats://a:4222,nats://b:4222`).
@@ -39,9 +40,11 @@ pub struct NatsConfig {
     pub user: Option<String>,
     /// Password for user/password auth.
     #[schemars(with = "Option<String>")]
+    #[serde(serialize_with = "bcfy_config::print::masked")]
     pub password: Option<SecretString>,
     /// Token auth.
     #[schemars(with = "Option<String>")]
+    #[serde(serialize_with = "bcfy_config::print::masked")]
     pub token: Option<SecretString>,
     /// TLS settings.
     pub tls: TlsConfig,
@@ -60,8 +63,9 @@ pub struct NatsConfig {
 }
 
 /// TLS settings (`nats.tls.*`).
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Refuse to connect without TLS.
     pub required: bool,
@@ -245,7 +249,7 @@ fn log_event(event: &Event) {
 
 #[cfg(test)]
 mod tests {
-    use bcfy_runtime::config::ConfigSource;
+    use bcfy_config::ConfigSource;
 
     use super::*;
 
@@ -258,7 +262,7 @@ mod tests {
     impl Validate for Holder {
         fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
             self.nats
-                .validate(&bcfy_runtime::config::join_path(prefix, "nats"), issues);
+                .validate(&bcfy_config::join_path(prefix, "nats"), issues);
         }
     }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{kv, stream};
-use bcfy_runtime::config::{ConfigIssue, Validate};
-use bcfy_runtime::units::{self, ByteSize};
+use bcfy_config::units::{self, ByteSize};
+use bcfy_config::{ConfigIssue, Validate};
 use serde::Deserialize;
 
 use crate::subject;
@@ -47,8 +47,9 @@ pub const KV_ARCHIVE_CACHE: &str = "archive-cache";
 
 /// Overrides of one stream's limits (`topology.<stream>.*`); unset ones keep the stream's
 /// default (see [`TopologyConfig::limits`]).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct StreamLimits {
     /// How long events are kept.
     #[serde(with = "units::optional_duration")]
@@ -74,8 +75,9 @@ pub struct Limits {
 }
 
 /// The topology's tunable settings (`topology.*`).
-#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct TopologyConfig {
     /// Replicas of every stream and bucket (1, or 3 on a three-node cluster).
     pub replicas: usize,

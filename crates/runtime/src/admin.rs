@@ -7,7 +7,6 @@
 //! work without restarting it.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +19,9 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 /// Admin port settings (`admin.listen_addr`).
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub listen_addr: SocketAddr,
@@ -194,31 +194,4 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             .into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
-}
-
-/// Runs `service` with a fresh readiness set and metrics registry, and serves them on the admin
-/// port at `addr` until `shutdown`. The admin port stays up after the service returns by itself
-/// (e.g. a poller whose credentials were refused), so `/readyz` keeps telling why.
-///
-/// # Errors
-///
-/// When the admin address cannot be bound; the service's own result is returned inside.
-pub async fn serve_with_admin<F, Fut, T>(
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    service: F,
-) -> std::io::Result<T>
-where
-    F: FnOnce(Readiness, prometheus::Registry) -> Fut,
-    Fut: Future<Output = T>,
-{
-    let readiness = Readiness::new();
-    let registry = prometheus::Registry::new();
-    let admin = AdminServer::bind(addr).await?;
-    let admin_task = tokio::spawn(admin.serve(readiness.clone(), registry.clone(), shutdown));
-    let outcome = service(readiness, registry).await;
-    if let Ok(Err(error)) = admin_task.await {
-        tracing::warn!(error = %error, "Admin server failed.");
-    }
-    Ok(outcome)
 }

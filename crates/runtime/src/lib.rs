@@ -2,17 +2,20 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: layered config (defaults < YAML < `BCFY_*` env), every error at once, exit 64;
-//! - [`units`]: durations (`30s`) and sizes (`512KiB`) in config;
+//! - [`cli`]: the command line every binary shares (`--help`, `--version`, `--config`,
+//!   `healthcheck`, `check-config`, `print-config`);
 //! - [`telemetry`]: JSON or plain logs, OTLP traces from the standard `OTEL_*` variables;
 //! - [`admin`]: `/livez`, `/readyz` (readiness latches) and `/metrics` on an admin port;
 //! - [`shutdown`]: signal -> cancellation token -> drain under a grace deadline;
-//! - [`service`]: the fixed order of every service's `main`.
+//! - [`healthcheck`]: the `healthcheck` command;
+//! - [`service`]: the fixed order of every service's `main`, and the [`service::Context`] a
+//!   service is handed (NATS with the topology ensured, consumers' workers, readiness, metrics).
+//!
+//! Config loading and units live in `bcfy-config`, which libraries use without this crate.
 
 pub mod admin;
-pub mod config;
+pub mod cli;
 pub mod healthcheck;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
-pub mod units;

@@ -1,22 +1,42 @@
-//! The fixed order every service binary runs in (CONVENTIONS §2.2): read the config (print
-//! every problem and exit 64), build the runtime, set up telemetry, run the service with the
-//! signal-driven token, drain under the grace deadline, and map the result to an exit code.
+//! The fixed order every service binary runs in: parse the command line, read the config (print
+//! every problem and exit 64), then run the command — by default: build the runtime, set up
+//! telemetry, open the admin port, run the service with its [`Context`] until it returns or a
+//! signal's drain ends, and map the result to an exit code.
+//!
+//! # Layout
+//!
+//! - [`context`]: what a service is handed ([`Context`]), NATS with the topology ensured
+//!   ([`Bus`]), and durable consumers' pull loops ([`Worker`]).
+
+pub mod context;
 
 use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::topology::TopologyConfig;
+use bcfy_config::{ConfigIssue, ConfigSource, EXIT_CONFIG, Validate, join_path};
+use clap::{ArgMatches, Command};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
 
-use crate::admin::AdminConfig;
-use crate::config::{ConfigSource, EXIT_CONFIG, Validate};
+pub use context::{Bus, Context, StartError, Worker};
+
+use crate::admin::{AdminConfig, AdminServer};
+use crate::cli::{self, Action, Refusal};
 use crate::shutdown::{DrainOutcome, Shutdown};
 use crate::telemetry::{self, LogConfig, OtlpSettings};
 
-/// What `main` needs to know of a service's config.
-pub trait ServiceConfig: DeserializeOwned + Validate {
+/// The settings every service has, under the same top-level keys (`nats`, `topology`,
+/// `admin`, `log`, `shutdown_grace`). [`service_config!`](crate::service_config) implements
+/// it for a config struct with those fields.
+pub trait ServiceConfig: DeserializeOwned + Serialize + Validate {
+    /// The NATS connection.
+    fn nats(&self) -> &NatsConfig;
+    /// Stream and bucket limits.
+    fn topology(&self) -> &TopologyConfig;
     /// Log settings.
     fn log(&self) -> &LogConfig;
     /// The admin port (probed by `healthcheck`).
@@ -25,32 +45,165 @@ pub trait ServiceConfig: DeserializeOwned + Validate {
     fn shutdown_grace(&self) -> Duration;
 }
 
-/// Runs service `name`: `run(config, shutdown)` until it returns or a signal's drain ends.
-/// With `healthcheck` as the first argument it only probes a running instance's `/readyz`
-/// (see [`crate::healthcheck`]).
-pub fn main<C, F, Fut, E>(name: &'static str, run: F) -> ExitCode
+/// Implements [`ServiceConfig`] for a config struct with the shared fields `nats`, `topology`,
+/// `admin`, `log` and `shutdown_grace`.
+#[macro_export]
+macro_rules! service_config {
+    ($config:ty) => {
+        impl $crate::service::ServiceConfig for $config {
+            fn nats(&self) -> &::bcfy_bus::connect::NatsConfig {
+                &self.nats
+            }
+            fn topology(&self) -> &::bcfy_bus::topology::TopologyConfig {
+                &self.topology
+            }
+            fn log(&self) -> &$crate::telemetry::LogConfig {
+                &self.log
+            }
+            fn admin(&self) -> &$crate::admin::AdminConfig {
+                &self.admin
+            }
+            fn shutdown_grace(&self) -> ::std::time::Duration {
+                self.shutdown_grace
+            }
+        }
+    };
+}
+
+/// The checks of the shared settings; a service's [`Validate`] calls it before its own.
+pub fn validate_shared(config: &impl ServiceConfig, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+    config.nats().validate(&join_path(prefix, "nats"), issues);
+    config
+        .topology()
+        .validate(&join_path(prefix, "topology"), issues);
+    config.log().validate(&join_path(prefix, "log"), issues);
+}
+
+/// A command a service adds to the shared command line, and what runs it.
+type ExtraCommand = (Command, fn(&ArgMatches) -> ExitCode);
+
+/// A service binary: its name, its help text, and any commands of its own.
+#[derive(Debug)]
+pub struct Binary {
+    name: &'static str,
+    about: &'static str,
+    extra: Vec<ExtraCommand>,
+}
+
+impl Binary {
+    /// Binary `name`, described by `about` in `--help`.
+    pub fn new(name: &'static str, about: &'static str) -> Self {
+        Self {
+            name,
+            about,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds command `command`, run by `run` without the service's config.
+    #[must_use]
+    pub fn command(mut self, command: Command, run: fn(&ArgMatches) -> ExitCode) -> Self {
+        self.extra.push((command, run));
+        self
+    }
+
+    /// Runs what the command line asks for; by default `run(config, context)` until it returns
+    /// or a signal's drain ends.
+    pub fn main<C, F, Fut, E>(self, run: F) -> ExitCode
+    where
+        C: ServiceConfig,
+        F: FnOnce(C, Context) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let Self { name, about, extra } = self;
+        let command = cli::command(name, about, extra.iter().map(|(c, _)| c.clone()).collect());
+        let invocation = match cli::parse(command, std::env::args_os()) {
+            Ok(invocation) => invocation,
+            Err(Refusal::Informational(text)) => return print_clap(&text, ExitCode::SUCCESS),
+            Err(Refusal::Usage(text)) => return print_clap(&text, ExitCode::from(EXIT_CONFIG)),
+        };
+        if let Action::Extra(command, matches) = &invocation.action {
+            let run_extra = extra
+                .iter()
+                .find(|(c, _)| c.get_name() == command)
+                .map(|(_, run)| *run)
+                .expect("clap accepts only the commands it was given");
+            return run_extra(matches);
+        }
+        let mut source = ConfigSource::from_env();
+        if let Some(file) = &invocation.config_file {
+            source = source.with_file(file);
+        }
+        let config: C = match source.load() {
+            Ok(config) => config,
+            Err(error) => {
+                #[expect(
+                    clippy::print_stderr,
+                    reason = "logging is not set up before the config is read"
+                )]
+                {
+                    eprintln!("{name}: {error}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        match invocation.action {
+            Action::Run => serve(name, config, run),
+            Action::Healthcheck => crate::healthcheck::exit_code(config.admin()),
+            Action::CheckConfig => {
+                #[expect(clippy::print_stdout, reason = "the command's answer")]
+                {
+                    println!("{name}: the config is valid");
+                }
+                ExitCode::SUCCESS
+            }
+            Action::PrintConfig => print_config(name, &config),
+            Action::Extra(..) => unreachable!("handled before the config was read"),
+        }
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command's answer"
+)]
+fn print_clap(text: &clap::Error, code: ExitCode) -> ExitCode {
+    if text.use_stderr() {
+        eprint!("{}", text.render().ansi());
+    } else {
+        print!("{}", text.render().ansi());
+    }
+    code
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command's answer"
+)]
+fn print_config(name: &str, config: &impl Serialize) -> ExitCode {
+    match bcfy_config::to_yaml(config) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{name}: cannot print the config: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `run` command: the runtime, telemetry, the admin port, the service, the drain.
+fn serve<C, F, Fut, E>(name: &'static str, config: C, run: F) -> ExitCode
 where
     C: ServiceConfig,
-    F: FnOnce(C, CancellationToken) -> Fut,
+    F: FnOnce(C, Context) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + Send + 'static,
 {
-    let config: C = match ConfigSource::from_process().load() {
-        Ok(config) => config,
-        Err(error) => {
-            #[expect(
-                clippy::print_stderr,
-                reason = "logging is not set up before the config is read"
-            )]
-            {
-                eprintln!("{name}: {error}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return crate::healthcheck::exit_code(config.admin());
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -77,7 +230,23 @@ where
         shutdown.cancel_on_signal();
         let grace = config.shutdown_grace();
         let token = shutdown.token();
-        let mut service = shutdown.spawn(run(config, token.clone()));
+        let context = Context::new(name, token.clone());
+        let admin_addr = config.admin().listen_addr;
+        let admin = match AdminServer::bind(admin_addr).await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::error!(error = %error, addr = %admin_addr, "Cannot bind the admin port.");
+                return ExitCode::FAILURE;
+            }
+        };
+        // The admin port stays up after the service returns by itself (a poller whose
+        // credentials were refused), so `/readyz` keeps telling why until the signal.
+        let admin = shutdown.spawn(admin.serve(
+            context.readiness().clone(),
+            context.registry().clone(),
+            token.clone(),
+        ));
+        let mut service = shutdown.spawn(run(config, context));
         let joined = tokio::select! {
             joined = &mut service => joined,
             () = token.cancelled() => {
@@ -88,16 +257,23 @@ where
                 service.await
             }
         };
-        match joined {
+        let code = match joined {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(error)) => {
                 tracing::error!(error = %error, service = name, "Service failed.");
+                // A failed start leaves nothing to wait for: stop the admin port too.
+                token.cancel();
                 ExitCode::FAILURE
             }
             Err(error) => {
                 tracing::error!(error = %error, service = name, "Service task panicked.");
+                token.cancel();
                 ExitCode::FAILURE
             }
+        };
+        if let Ok(Err(error)) = admin.await {
+            tracing::warn!(error = %error, "Admin server failed.");
         }
+        code
     })
 }

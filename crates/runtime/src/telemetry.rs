@@ -16,11 +16,12 @@ use serde::Deserialize;
 use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt as _, registry::LookupSpan};
 
-use crate::config::{ConfigIssue, Validate};
+use bcfy_config::{ConfigIssue, Validate};
 
 /// Log output settings (`log.format`, `log.filter`).
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct LogConfig {
     /// `plain` for people, `json` for log collectors (one object per line).
     pub format: LogFormat,
@@ -29,7 +30,9 @@ pub struct LogConfig {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.

@@ -8,6 +8,9 @@
 //!   the pinned version is provisioned under `target/` (see [`nats::binary`]).
 //! - [`eventually`]: wait for a condition with patience instead of sleeping;
 //! - [`isolated`]: a service in a runtime of its own, to stop or kill, and metric readings.
+//! - [`service`]: a service's `run` under test ([`ServiceUnderTest`]), with its readiness and
+//!   metrics;
+//! - [`stt`]: an in-process OpenAI-compatible speech-to-text server ([`FakeStt`]);
 //! - [`otlp`]: an in-process OTLP/gRPC collector that records the spans services export;
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
 //! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
@@ -18,11 +21,15 @@ pub mod isolated;
 pub mod nats;
 pub mod otlp;
 pub mod proc_stat;
+pub mod service;
 pub mod speech;
+pub mod stt;
 
 pub use eventually::eventually;
 pub use isolated::{Isolated, metric};
 pub use nats::{NatsCluster, NatsServer};
+pub use service::ServiceUnderTest;
+pub use stt::FakeStt;
 
 /// Turns on logs captured by the test harness, once per test binary, and gives spans
 /// OpenTelemetry trace ids (not exported) as the services' telemetry does, so published events

@@ -21,7 +21,7 @@ use bcfy_broadcastify::{Client, ClientConfig, GroupKey};
 use bcfy_bus::connect::NatsConfig;
 use bcfy_proto::GetArchivedCallsRequest;
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
-use bcfy_runtime::admin::Readiness;
+use bcfy_runtime::service::Context;
 use bcfy_simulator::{CallSpec, SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
 use tokio::time::Instant;
@@ -170,11 +170,9 @@ fn main() {
             ..ArchiveCacheConfig::default()
         };
         let shutdown = CancellationToken::new();
-        let service = tokio::spawn(bcfy_archive_cache::serve(
+        let service = tokio::spawn(bcfy_archive_cache::run(
             config,
-            shutdown.clone(),
-            Readiness::new(),
-            prometheus::Registry::new(),
+            Context::new("archive-cache", shutdown.clone()),
         ));
         let url = format!("http://127.0.0.1:{port}");
         let grpc = loop {

@@ -9,16 +9,16 @@ use std::time::Duration;
 use bcfy_broadcastify::ClientConfig;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::topology::TopologyConfig;
+use bcfy_config::units;
+use bcfy_config::{ConfigIssue, Validate, join_path};
 use bcfy_runtime::admin::AdminConfig;
-use bcfy_runtime::config::{ConfigIssue, Validate, join_path};
-use bcfy_runtime::service::ServiceConfig;
 use bcfy_runtime::telemetry::LogConfig;
-use bcfy_runtime::units;
 use serde::Deserialize;
 
 /// Everything the archive cache reads.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ArchiveCacheConfig {
     /// NATS connection.
     pub nats: NatsConfig,
@@ -72,23 +72,12 @@ impl Default for ArchiveCacheConfig {
     }
 }
 
-impl ServiceConfig for ArchiveCacheConfig {
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn admin(&self) -> &AdminConfig {
-        &self.admin
-    }
-
-    fn shutdown_grace(&self) -> Duration {
-        self.shutdown_grace
-    }
-}
+bcfy_runtime::service_config!(ArchiveCacheConfig);
 
 /// `grpc.*`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct GrpcConfig {
     /// Listen address.
     pub listen_addr: SocketAddr,
@@ -106,8 +95,8 @@ impl Default for GrpcConfig {
 }
 
 /// `grpc.tls.*`: PEM files.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[schemars(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The server certificate chain.
     pub cert_path: PathBuf,
@@ -118,8 +107,9 @@ pub struct TlsConfig {
 }
 
 /// `nats_service.*`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct NatsServiceConfig {
     /// Serve the NATS API.
     pub enabled: bool,
@@ -141,8 +131,9 @@ impl Default for NatsServiceConfig {
 }
 
 /// `cache.*`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct CacheConfig {
     /// How long a closed block is served without asking the upstream.
     #[serde(with = "units::duration")]
@@ -178,12 +169,9 @@ impl Default for CacheConfig {
 
 impl Validate for ArchiveCacheConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
-        self.nats.validate(&join_path(prefix, "nats"), issues);
-        self.topology
-            .validate(&join_path(prefix, "topology"), issues);
+        bcfy_runtime::service::validate_shared(self, prefix, issues);
         self.broadcastify
             .validate(&join_path(prefix, "broadcastify"), issues);
-        self.log.validate(&join_path(prefix, "log"), issues);
         let cache = join_path(prefix, "cache");
         if self.cache.current_ttl < Duration::from_secs(1) {
             issues.push(ConfigIssue::new(

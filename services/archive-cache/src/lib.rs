@@ -19,92 +19,66 @@ pub mod grpc;
 pub mod metrics;
 pub mod nats_api;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream;
-use bcfy_broadcastify::{Client, LocalSession, SessionSource};
-use bcfy_bus::ensure::ensure_topology_retrying;
-use bcfy_bus::topology::{KV_ARCHIVE_CACHE, KV_UPSTREAM_BUDGET, KV_UPSTREAM_SESSION, Topology};
+use bcfy_bus::topology::KV_ARCHIVE_CACHE;
 use bcfy_proto::archive_service_server::ArchiveServiceServer;
-use bcfy_runtime::admin::{Readiness, serve_with_admin};
-use bcfy_upstream::{KvSession, UpstreamGate};
+use bcfy_runtime::service::{Context, StartError};
+use bcfy_upstream::{Fleet, FleetError};
 use futures::StreamExt as _;
-use secrecy::ExposeSecret as _;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use archive::{Archive, ArchiveError};
 pub use cache::{BlockCache, BlockKey, KvBlockCache};
 pub use config::ArchiveCacheConfig;
 
-/// Pause between attempts to set up NATS.
-const RETRY: Duration = Duration::from_secs(2);
-
 /// Why the archive cache could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveCacheError {
-    /// The admin port could not be bound.
-    #[error("cannot bind the admin port")]
-    Admin(#[source] std::io::Error),
-    /// NATS settings could not be used.
+    /// NATS, a bucket or the metrics could not be set up.
     #[error(transparent)]
-    Connect(#[from] bcfy_bus::connect::ConnectError),
-    /// A KV bucket could not be opened.
-    #[error("cannot open the KV bucket `{bucket}`")]
-    Bucket {
-        /// The bucket.
-        bucket: &'static str,
-        /// The cause.
-        #[source]
-        source: async_nats::jetstream::context::KeyValueError,
-    },
+    Start(#[from] StartError),
+    /// The Broadcastify client or the fleet's shared state could not be set up.
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     /// The cache bucket could not be set up.
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
-    /// The Broadcastify client could not be built.
-    #[error(transparent)]
-    Client(#[from] bcfy_broadcastify::client::BuildError),
-    /// The gRPC port could not be bound, or its TLS files read.
-    #[error("cannot set up the gRPC server: {0}")]
-    Grpc(String),
+    /// A TLS file of the gRPC server could not be read.
+    #[error("cannot read TLS file {path}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC port could not be bound.
+    #[error("cannot bind the gRPC port {addr}")]
+    GrpcBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server could not be set up (TLS settings, reflection) or failed while serving.
+    #[error("gRPC server failed")]
+    Grpc(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The NATS service could not start.
     #[error(transparent)]
     NatsApi(#[from] nats_api::NatsApiError),
-    /// Metrics could not be registered.
-    #[error("cannot register metrics")]
-    Metrics(#[source] prometheus::Error),
 }
 
-/// Runs the archive cache with its admin port until `shutdown`.
-///
-/// # Errors
-///
-/// When a port, NATS, a bucket, the client or the metrics cannot be set up.
-pub async fn run(
-    config: ArchiveCacheConfig,
-    shutdown: CancellationToken,
-) -> Result<(), ArchiveCacheError> {
-    let addr = config.admin.listen_addr;
-    serve_with_admin(addr, shutdown.clone(), |readiness, registry| {
-        serve(config, shutdown, readiness, registry)
-    })
-    .await
-    .map_err(ArchiveCacheError::Admin)?
-}
-
-fn default_instance_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "archive-cache".to_owned());
-    format!("{host}-{}", std::process::id())
-}
-
-fn grpc_error(error: impl std::fmt::Display) -> ArchiveCacheError {
-    ArchiveCacheError::Grpc(error.to_string())
-}
-
+/// The gRPC server's TLS settings, read from their files.
 fn tls(config: &config::TlsConfig) -> Result<ServerTlsConfig, ArchiveCacheError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| grpc_error(format!("{}: {e}", path.display())))
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| ArchiveCacheError::TlsFile {
+            path: path.to_owned(),
+            source,
+        })
     };
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
         read(&config.cert_path)?,
@@ -116,61 +90,33 @@ fn tls(config: &config::TlsConfig) -> Result<ServerTlsConfig, ArchiveCacheError>
     Ok(tls)
 }
 
-/// Runs the archive cache with the caller's readiness and metrics registry (tests inspect
-/// them).
+/// Runs the archive cache until shutdown.
 ///
 /// # Errors
 ///
-/// As [`run`].
-pub async fn serve(
-    config: ArchiveCacheConfig,
-    shutdown: CancellationToken,
-    readiness: Readiness,
-    registry: prometheus::Registry,
-) -> Result<(), ArchiveCacheError> {
-    let ready = readiness.latch("nats");
-    let metrics = metrics::Metrics::register(&registry).map_err(ArchiveCacheError::Metrics)?;
-    let nats = bcfy_bus::connect::connect(&config.nats, "archive-cache").await?;
-    let js = jetstream::new(nats.clone());
-    let topology = Topology::new(config.topology.clone());
-    if !ensure_topology_retrying(&js, &topology, RETRY, &shutdown).await {
+/// When a port, NATS, a bucket, the client or the metrics cannot be set up.
+pub async fn run(config: ArchiveCacheConfig, context: Context) -> Result<(), ArchiveCacheError> {
+    let shutdown = context.shutdown();
+    let metrics = context.register(metrics::Metrics::register)?;
+    let Some(bus) = context.connect(&config.nats, &config.topology).await? else {
         return Ok(());
-    }
-    cache::evict_oldest_when_full(&js, KV_ARCHIVE_CACHE).await?;
-    let bucket = |bucket: &'static str| {
-        let js = js.clone();
-        async move {
-            js.get_key_value(bucket)
-                .await
-                .map_err(|source| ArchiveCacheError::Bucket { bucket, source })
-        }
     };
-    let instance = config
-        .instance_id
-        .clone()
-        .unwrap_or_else(default_instance_id);
-    let session: Arc<dyn SessionSource> =
-        match (&config.broadcastify.username, &config.broadcastify.password) {
-            (Some(username), Some(password)) => Arc::new(KvSession::new(
-                bucket(KV_UPSTREAM_SESSION).await?,
-                username,
-                password.expose_secret(),
-                instance.clone(),
-            )),
-            _ => Arc::new(LocalSession::default()),
-        };
-    let client = Client::with_session_source(config.broadcastify.clone(), session)?;
-    let gate = UpstreamGate::new(
-        bucket(KV_UPSTREAM_BUDGET).await?,
+    cache::evict_oldest_when_full(&bus.js, KV_ARCHIVE_CACHE).await?;
+    let instance = bcfy_upstream::instance_id(config.instance_id.as_deref(), context.name());
+    let fleet = Fleet::join(
+        &bus.js,
+        &config.broadcastify,
+        instance,
         config.rate_limit_per_minute,
-    );
+    )
+    .await?;
     let archive = Arc::new(Archive::new(
-        KvBlockCache::new(bucket(KV_ARCHIVE_CACHE).await?),
-        client,
-        gate,
+        KvBlockCache::new(bus.bucket(KV_ARCHIVE_CACHE).await?),
+        fleet.client,
+        fleet.gate,
         config.cache.clone(),
         config.budget_wait_max,
-        instance.clone(),
+        fleet.instance.clone(),
         metrics.clone(),
     ));
 
@@ -181,21 +127,25 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(bcfy_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(grpc_error)?;
+        .map_err(|e| ArchiveCacheError::Grpc(e.into()))?;
     let mut server = Server::builder();
     if let Some(settings) = &config.grpc.tls {
-        server = server.tls_config(tls(settings)?).map_err(grpc_error)?;
+        server = server
+            .tls_config(tls(settings)?)
+            .map_err(|e| ArchiveCacheError::Grpc(e.into()))?;
     }
     // The NATS API is registered before the gRPC port opens: once either answers, both do.
     let nats_api = if config.nats_service.enabled {
-        Some(nats_api::start(&nats, &config.nats_service, config.max_range_blocks).await?)
+        Some(nats_api::start(&bus.client, &config.nats_service, config.max_range_blocks).await?)
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind(config.grpc.listen_addr)
+    let addr = config.grpc.listen_addr;
+    let bind_error = |source| ArchiveCacheError::GrpcBind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| grpc_error(format!("{}: {e}", config.grpc.listen_addr)))?;
-    tracing::info!(grpc = %listener.local_addr().map_err(grpc_error)?, instance = %instance, "Archive cache started.");
+        .map_err(bind_error)?;
+    tracing::info!(grpc = %listener.local_addr().map_err(bind_error)?, instance = %fleet.instance, "Archive cache started.");
     let grpc = server
         .add_service(health_service)
         .add_service(reflection)
@@ -219,9 +169,9 @@ pub async fn serve(
             None => Ok(()),
         }
     };
-    ready.set_ready();
+    context.set_ready();
     let (grpc, nats_api) = tokio::join!(grpc, nats_api);
-    grpc.map_err(grpc_error)?;
+    grpc.map_err(|e| ArchiveCacheError::Grpc(e.into()))?;
     nats_api?;
     tracing::info!("Archive cache stopped.");
     Ok(())

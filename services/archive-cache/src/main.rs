@@ -3,5 +3,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    bcfy_runtime::service::main("archive-cache", bcfy_archive_cache::run)
+    bcfy_runtime::service::Binary::new("archive-cache", env!("CARGO_PKG_DESCRIPTION"))
+        .main(bcfy_archive_cache::run)
 }

@@ -27,13 +27,30 @@ use crate::config::NatsServiceConfig;
 use crate::grpc::status;
 use crate::metrics::Metrics;
 
-/// Why the service could not start.
+/// Why the NATS service could not start or stop.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the NATS service: {0}")]
-pub struct NatsApiError(String);
-
-fn api_error(error: impl std::fmt::Display) -> NatsApiError {
-    NatsApiError(error.to_string())
+pub enum NatsApiError {
+    /// NATS refused the service's registration.
+    #[error("cannot register the NATS service `{name}`")]
+    Register {
+        /// The service name.
+        name: String,
+        /// Why.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// NATS refused an endpoint's subscription.
+    #[error("cannot add the NATS endpoint `{subject}`")]
+    Endpoint {
+        /// The endpoint's subject.
+        subject: String,
+        /// Why.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// The service could not leave cleanly.
+    #[error("cannot stop the NATS service")]
+    Stop(#[source] async_nats::Error),
 }
 
 /// The two queries.
@@ -108,10 +125,21 @@ pub async fn start(
         .description("Archived 30-minute blocks of Broadcastify calls, cached")
         .start(&config.name, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(api_error)?;
-    let endpoint = |name: &str| service.endpoint(format!("{}.{name}", config.subject_prefix));
-    let get = endpoint("get").await.map_err(api_error)?;
-    let range = endpoint("range").await.map_err(api_error)?;
+        .map_err(|source| NatsApiError::Register {
+            name: config.name.clone(),
+            source,
+        })?;
+    let endpoint = |name: &str| {
+        let subject = format!("{}.{name}", config.subject_prefix);
+        let endpoint = service.endpoint(subject.clone());
+        async move {
+            endpoint
+                .await
+                .map_err(|source| NatsApiError::Endpoint { subject, source })
+        }
+    };
+    let get = endpoint("get").await?;
+    let range = endpoint("range").await?;
     Ok(NatsApi {
         service,
         get,
@@ -175,6 +203,6 @@ impl NatsApi {
                 }
             });
         }
-        self.service.stop().await.map_err(api_error)
+        self.service.stop().await.map_err(NatsApiError::Stop)
     }
 }

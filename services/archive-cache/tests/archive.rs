@@ -11,10 +11,9 @@ use bcfy_broadcastify::ClientConfig;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{GetArchivedCallsRequest, GetArchivedCallsResponse, StreamArchivedCallsRequest};
-use bcfy_runtime::admin::Readiness;
 use bcfy_simulator::faults::{Fault, RetryAfter, Route};
 use bcfy_simulator::{CallSpec, SimConfig, Simulator};
-use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
+use bcfy_test_support::{NatsServer, ServiceUnderTest, eventually, metric};
 use prost::Message as _;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -48,8 +47,7 @@ struct World {
 }
 
 struct Replica {
-    service: Isolated<Result<(), ArchiveCacheError>>,
-    registry: prometheus::Registry,
+    service: ServiceUnderTest<ArchiveCacheError>,
     grpc: ArchiveServiceClient<Channel>,
     url: String,
 }
@@ -103,23 +101,14 @@ impl World {
     }
 
     async fn start(&self, config: ArchiveCacheConfig) -> Replica {
-        let registry = prometheus::Registry::new();
         let url = format!("http://{}", config.grpc.listen_addr);
-        let r = registry.clone();
         // The port opens once the service is set up (its NATS API too): connecting is the wait.
-        let service = Isolated::spawn(move |shutdown| {
-            bcfy_archive_cache::serve(config, shutdown, Readiness::new(), r)
-        });
+        let service = ServiceUnderTest::start("archive-cache", config, bcfy_archive_cache::run);
         let grpc = eventually(PATIENCE, "the gRPC port", || async {
             ArchiveServiceClient::connect(url.clone()).await.ok()
         })
         .await;
-        Replica {
-            service,
-            registry,
-            grpc,
-            url,
-        }
+        Replica { service, grpc, url }
     }
 
     /// Archive requests the simulator answered.
@@ -165,7 +154,7 @@ async fn a_block_is_fetched_once_then_served_from_the_cache() {
     assert_eq!(world.upstream_requests(), 1);
     let lookups = |outcome| {
         metric(
-            &replica.registry,
+            replica.service.registry(),
             "bcfy_archive_cache_lookups_total",
             Some(("outcome", outcome)),
         )
@@ -206,7 +195,7 @@ async fn the_current_block_goes_stale_quickly_and_a_closed_one_does_not() {
     assert_eq!(world.upstream_requests(), 3);
     assert_eq!(
         metric(
-            &replica.registry,
+            replica.service.registry(),
             "bcfy_archive_cache_lookups_total",
             Some(("outcome", "stale"))
         ),
@@ -527,11 +516,7 @@ async fn tls_with_client_certificates_admits_only_known_clients() {
         client_ca_path: Some(pki.dir.path().join("ca.pem")),
     });
     let addr = config.grpc.listen_addr;
-    let registry = prometheus::Registry::new();
-    let service = Isolated::spawn(move |shutdown| {
-        bcfy_archive_cache::serve(config, shutdown, Readiness::new(), registry)
-    });
-    // Readiness has no latch until the service registers one: wait for the port itself.
+    let service = ServiceUnderTest::start("archive-cache", config, bcfy_archive_cache::run);
     eventually(PATIENCE, "the gRPC port", || async {
         tokio::net::TcpStream::connect(addr).await.ok()
     })
@@ -613,7 +598,7 @@ async fn archive_requests_count_against_the_budget_the_poller_shares() {
     );
     assert!(
         metric(
-            &replica.registry,
+            replica.service.registry(),
             "bcfy_archive_cache_budget_waits_total",
             None
         ) >= 1.0
@@ -626,7 +611,7 @@ async fn the_cache_evicts_its_oldest_blocks_at_its_size_limit() {
     use bcfy_bus::topology::KV_ARCHIVE_CACHE;
     let world = World::new().await;
     let mut config = world.config();
-    config.topology.archive_cache_max_bytes = bcfy_runtime::units::ByteSize(8 * 1024);
+    config.topology.archive_cache_max_bytes = bcfy_config::units::ByteSize(8 * 1024);
     // Only the shared bucket: no copy in the replica's memory.
     config.cache.memory_entries = 0;
     let mut replica = world.start(config).await;
@@ -718,7 +703,7 @@ async fn a_stale_block_is_revalidated_with_the_upstream_etag() {
     );
     assert_eq!(
         metric(
-            &replica.registry,
+            replica.service.registry(),
             "bcfy_archive_cache_lookups_total",
             Some(("outcome", "revalidated"))
         ),

@@ -8,16 +8,16 @@ use bcfy_broadcastify::ClientConfig;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::subject::ALL_LIVE;
 use bcfy_bus::topology::{CONSUMER_AUDIO_FETCHER, CONSUMER_TRANSCRIBER, TopologyConfig};
+use bcfy_config::units::{self, ByteSize};
+use bcfy_config::{ConfigIssue, Validate, join_path};
 use bcfy_runtime::admin::AdminConfig;
-use bcfy_runtime::config::{ConfigIssue, Validate, join_path};
-use bcfy_runtime::service::ServiceConfig;
 use bcfy_runtime::telemetry::LogConfig;
-use bcfy_runtime::units::{self, ByteSize};
 use serde::Deserialize;
 
 /// Everything the audio fetcher reads.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct FetcherConfig {
     /// NATS connection.
     pub nats: NatsConfig,
@@ -55,8 +55,9 @@ impl Default for FetcherConfig {
 }
 
 /// `audio.*`: the consumer, chunking, retries and back-pressure.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct AudioConfig {
     /// Durable consumer name (replicas with the same name share the work).
     pub durable_name: String,
@@ -119,28 +120,13 @@ impl Default for AudioConfig {
     }
 }
 
-impl ServiceConfig for FetcherConfig {
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn admin(&self) -> &AdminConfig {
-        &self.admin
-    }
-
-    fn shutdown_grace(&self) -> Duration {
-        self.shutdown_grace
-    }
-}
+bcfy_runtime::service_config!(FetcherConfig);
 
 impl Validate for FetcherConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
-        self.nats.validate(&join_path(prefix, "nats"), issues);
-        self.topology
-            .validate(&join_path(prefix, "topology"), issues);
+        bcfy_runtime::service::validate_shared(self, prefix, issues);
         self.broadcastify
             .validate(&join_path(prefix, "broadcastify"), issues);
-        self.log.validate(&join_path(prefix, "log"), issues);
         let audio = join_path(prefix, "audio");
         let a = &self.audio;
         if a.max_concurrency == 0 {

@@ -3,5 +3,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    bcfy_runtime::service::main("audio-fetcher", bcfy_audio_fetcher::run)
+    bcfy_runtime::service::Binary::new("audio-fetcher", env!("CARGO_PKG_DESCRIPTION"))
+        .main(bcfy_audio_fetcher::run)
 }

@@ -12,11 +12,10 @@ use bcfy_bus::topology::{
     ConsumerSpec, STREAM_CALLS_AUDIO, STREAM_DEAD_LETTERS, Topology, TopologyConfig,
 };
 use bcfy_bus::{CallId, Publisher, subject};
+use bcfy_config::units::ByteSize;
 use bcfy_proto::{AudioPayloadEvent, DeadLetter, LiveCallEnvelope, ShardKey};
-use bcfy_runtime::admin::Readiness;
-use bcfy_runtime::units::ByteSize;
 use bcfy_simulator::{CallSpec, Fault, LedgerEntry, Route, SimConfig, Simulator};
-use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
+use bcfy_test_support::{NatsServer, ServiceUnderTest, eventually};
 use futures::StreamExt as _;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -223,24 +222,10 @@ impl Reassembled {
     }
 }
 
-struct Running {
-    service: Isolated<Result<(), bcfy_audio_fetcher::FetcherError>>,
-    registry: prometheus::Registry,
-}
+type Running = ServiceUnderTest<bcfy_audio_fetcher::FetcherError>;
 
 fn start(config: FetcherConfig) -> Running {
-    let registry = prometheus::Registry::new();
-    let r = registry.clone();
-    let service = Isolated::spawn(move |shutdown| {
-        bcfy_audio_fetcher::serve(config, shutdown, Readiness::new(), r)
-    });
-    Running { service, registry }
-}
-
-impl Running {
-    fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
-        metric(&self.registry, name, label)
-    }
+    ServiceUnderTest::start("audio-fetcher", config, bcfy_audio_fetcher::run)
 }
 
 #[tokio::test]
@@ -275,7 +260,7 @@ async fn every_calls_audio_is_published_once_and_byte_identical() {
         ),
         12.0
     );
-    fetcher.service.stop().await.unwrap();
+    fetcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -303,7 +288,7 @@ async fn a_multi_chunk_call_reassembles_exactly() {
             .windows(2)
             .all(|w| w[0].end_offset <= w[1].start_offset + 1e-9)
     );
-    fetcher.service.stop().await.unwrap();
+    fetcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -323,7 +308,7 @@ async fn audio_not_yet_on_the_cdn_is_retried_until_it_is() {
             Some(("kind", "cdn_not_found"))
         ) >= 1.0
     );
-    fetcher.service.stop().await.unwrap();
+    fetcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -365,7 +350,7 @@ async fn truncated_and_slow_bodies_still_give_exact_audio() {
         })
         .await;
     h.expect_audio(&[cut, cut_often, slow]).await;
-    fetcher.service.stop().await.unwrap();
+    fetcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -398,7 +383,7 @@ async fn a_kill_mid_download_is_redelivered_without_a_duplicate() {
             .then_some(())
     })
     .await;
-    first.service.kill();
+    first.kill();
     let partial = h.audio().await;
     assert!(
         !partial[&entry.key].chunks.iter().any(|c| c.r#final),
@@ -412,7 +397,7 @@ async fn a_kill_mid_download_is_redelivered_without_a_duplicate() {
         audio[&entry.key].chunks.len(),
         entry.audio_bytes.div_ceil(4096)
     );
-    second.service.stop().await.unwrap();
+    second.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -443,7 +428,7 @@ async fn two_replicas_share_the_work() {
         "both replicas downloaded: {done:?}"
     );
     for replica in replicas {
-        replica.service.stop().await.unwrap();
+        replica.stop().await.unwrap();
     }
 }
 
@@ -501,7 +486,7 @@ async fn downloads_pause_while_the_transcriber_lags() {
     }
     entries.push(held_back);
     h.expect_audio(&entries).await;
-    fetcher.service.stop().await.unwrap();
+    fetcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -573,5 +558,5 @@ async fn dead_letters_carry_the_reason() {
         fetcher.metric("bcfy_audio_fetcher_dead_letters_total", None),
         3.0
     );
-    fetcher.service.stop().await.unwrap();
+    fetcher.stop().await.unwrap();
 }

@@ -179,12 +179,9 @@ fn main() {
     };
     let poller_runtime = runtime("poller", 2);
     let shutdown = CancellationToken::new();
-    let readiness = bcfy_runtime::admin::Readiness::new();
-    let poller = poller_runtime.spawn(bcfy_poller::serve(
+    let poller = poller_runtime.spawn(bcfy_poller::run(
         config,
-        shutdown.clone(),
-        readiness,
-        prometheus::Registry::new(),
+        bcfy_runtime::service::Context::new("poller", shutdown.clone()),
     ));
     // Warm-up: every shard acquires its lease and logs its first poll.
     bench.block_on(async { tokio::time::sleep(Duration::from_secs(10)).await });

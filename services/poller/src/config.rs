@@ -7,15 +7,16 @@ use std::time::Duration;
 use bcfy_broadcastify::{ClientConfig, GroupKey, Selector};
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::topology::{CONSUMER_AUDIO_FETCHER, TopologyConfig};
+use bcfy_config::units;
+use bcfy_config::{ConfigIssue, Validate, join_path};
 use bcfy_runtime::admin::AdminConfig;
-use bcfy_runtime::config::{ConfigIssue, Validate, join_path};
 use bcfy_runtime::telemetry::LogConfig;
-use bcfy_runtime::units;
 use serde::Deserialize;
 
 /// Everything the poller reads (YAML file and `BCFY_*` env).
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct PollerConfig {
     /// NATS connection.
     pub nats: NatsConfig,
@@ -59,8 +60,9 @@ impl Default for PollerConfig {
 }
 
 /// The spec's `LiveProducerConfig` (§3.3), names and defaults kept.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct LiveProducerConfig {
     /// Seconds between polls when healthy.
     #[serde(with = "units::duration")]
@@ -126,8 +128,9 @@ impl Default for LiveProducerConfig {
 }
 
 /// One shard: a selector with optional per-shard timing.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ShardConfig {
     /// Unique name (the key of its cursor and lease), `[A-Za-z0-9_-]`.
     pub name: String,
@@ -191,28 +194,13 @@ impl ShardConfig {
     }
 }
 
-impl bcfy_runtime::service::ServiceConfig for PollerConfig {
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn admin(&self) -> &AdminConfig {
-        &self.admin
-    }
-
-    fn shutdown_grace(&self) -> Duration {
-        self.shutdown_grace
-    }
-}
+bcfy_runtime::service_config!(PollerConfig);
 
 impl Validate for PollerConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
-        self.nats.validate(&join_path(prefix, "nats"), issues);
-        self.topology
-            .validate(&join_path(prefix, "topology"), issues);
+        bcfy_runtime::service::validate_shared(self, prefix, issues);
         self.broadcastify
             .validate(&join_path(prefix, "broadcastify"), issues);
-        self.log.validate(&join_path(prefix, "log"), issues);
         self.live_producer
             .validate(&join_path(prefix, "live_producer"), issues);
         if self.shards.is_empty() {
@@ -289,7 +277,7 @@ impl Validate for LiveProducerConfig {
 
 #[cfg(test)]
 mod tests {
-    use bcfy_runtime::config::ConfigSource;
+    use bcfy_config::ConfigSource;
     use std::io::Write as _;
 
     use super::*;

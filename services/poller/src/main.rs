@@ -3,5 +3,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    bcfy_runtime::service::main("poller", bcfy_poller::run)
+    bcfy_runtime::service::Binary::new("poller", env!("CARGO_PKG_DESCRIPTION"))
+        .main(bcfy_poller::run)
 }

@@ -13,9 +13,8 @@ use bcfy_bus::topology::{
 use bcfy_poller::cursor::Cursors;
 use bcfy_poller::{LiveProducerConfig, PollerConfig, ShardConfig};
 use bcfy_proto::LiveCallEnvelope;
-use bcfy_runtime::admin::Readiness;
 use bcfy_simulator::{CallSpec, Fault, RetryAfter, Route, SimConfig, Simulator};
-use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
+use bcfy_test_support::{NatsServer, ServiceUnderTest, eventually};
 use futures::StreamExt as _;
 use prost::Message as _;
 
@@ -156,38 +155,10 @@ impl Harness {
     }
 }
 
-/// A poller in a runtime of its own (see `Isolated`), with its readiness and metrics.
-struct Running {
-    service: Isolated<Result<(), bcfy_poller::PollerError>>,
-    readiness: Readiness,
-    registry: prometheus::Registry,
-}
+type Running = ServiceUnderTest<bcfy_poller::PollerError>;
 
 fn start(config: PollerConfig) -> Running {
-    let readiness = Readiness::new();
-    let registry = prometheus::Registry::new();
-    let (r, m) = (readiness.clone(), registry.clone());
-    let service = Isolated::spawn(move |shutdown| bcfy_poller::serve(config, shutdown, r, m));
-    Running {
-        service,
-        readiness,
-        registry,
-    }
-}
-
-impl Running {
-    fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
-        metric(&self.registry, name, label)
-    }
-
-    async fn stop(self) {
-        self.service.stop().await.unwrap();
-    }
-
-    /// Kills the poller mid-flight, as `kill -9` would.
-    fn kill(self) {
-        self.service.kill();
-    }
+    ServiceUnderTest::start("poller", config, bcfy_poller::run)
 }
 
 #[tokio::test]
@@ -217,7 +188,7 @@ async fn every_call_once_and_an_exact_resume_after_a_kill() {
         raw["filename"].as_str(),
         envelope.call.unwrap().filename.as_deref()
     );
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -253,7 +224,7 @@ async fn polls_between_sweeps_reach_back_only_the_overlap_and_sweeps_find_late_c
     .await;
     // Every poll after the first answer saw the first call again and left it out unparsed.
     let repeats = poller.metric("bcfy_live_producer_duplicates_total", None);
-    poller.stop().await;
+    poller.stop().await.unwrap();
     assert!(
         repeats >= (polls.len() - 1) as f64,
         "{repeats} repeats left out over {} polls",
@@ -319,7 +290,7 @@ async fn slow_answers_neither_hold_polls_behind_a_sweep_nor_stretch_the_interval
         (sweeps >= 2 && polls.len() - sweeps >= 6).then_some(polls)
     })
     .await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 
     let (sweeps, edges): (Vec<_>, Vec<_>) = polls
         .iter()
@@ -378,7 +349,7 @@ async fn a_failed_sweep_is_retried_at_the_next_poll_not_a_sweep_interval_later()
     );
     let poller = start(config);
     h.expect_published(&BTreeSet::from([late.key])).await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 
     let sweep_pos = format!("{}.000", cursor - 120);
     let sweeps: Vec<u16> = h
@@ -412,7 +383,7 @@ async fn three_replicas_share_one_login_and_one_relogin() {
     h.expect_published(&keys).await;
     assert_eq!(h.logins(), 2, "one re-login for three rejected replicas");
     for replica in replicas {
-        replica.stop().await;
+        replica.stop().await.unwrap();
     }
 }
 
@@ -433,13 +404,13 @@ async fn a_bad_password_stops_polling_without_a_login_storm() {
             (replica.metric("bcfy_live_producer_auth_failures_total", None) >= 1.0).then_some(())
         })
         .await;
-        assert_eq!(replica.readiness.waiting_on(), ["upstream-session"]);
+        assert_eq!(replica.readiness().waiting_on(), ["upstream-session"]);
     }
     assert_eq!(h.logins(), 1, "one refused login for the whole fleet");
     assert!(h.published().await.is_empty());
     for replica in replicas {
         // Every shard stopped by itself; `serve` returns without a shutdown.
-        replica.service.join().await.unwrap();
+        replica.join().await.unwrap();
     }
 }
 
@@ -466,7 +437,7 @@ async fn retry_after_pauses_every_replica() {
         replicas
             .iter()
             .find(|r| r.metric("bcfy_live_producer_rate_limit_waits_total", None) >= 1.0)
-            .map(|r| r.readiness.waiting_on())
+            .map(|r| r.readiness().waiting_on())
     })
     .await;
     assert_eq!(waiting_on, ["upstream-backoff"]);
@@ -493,7 +464,7 @@ async fn retry_after_pauses_every_replica() {
         .collect();
     assert!(during.is_empty(), "polls during the back-off: {during:?}");
     for replica in replicas {
-        replica.stop().await;
+        replica.stop().await.unwrap();
     }
 }
 
@@ -515,7 +486,7 @@ async fn backpressure_pauses_polling_until_the_backlog_drains() {
     drain(&consumer, 5).await;
     keys.insert(held_back);
     h.expect_published(&keys).await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -530,7 +501,7 @@ async fn a_backlog_worked_off_since_the_last_reading_does_not_pause_polling() {
     keys.insert(h.add(FIRE));
     h.expect_published(&keys).await;
     assert_eq!(pauses(), before, "no pause once the backlog is gone");
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 /// A poller with `queue_maxsize` 3 that published 5 calls nobody fetched, once its backlog
@@ -581,7 +552,7 @@ async fn a_standby_takes_over_when_the_lease_holder_dies() {
     keys.insert(h.add(FIRE));
     h.expect_published(&keys).await;
     assert_eq!(held(&second), 1.0);
-    second.stop().await;
+    second.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -609,7 +580,7 @@ async fn malformed_json_counts_an_error_and_keeps_the_cursor() {
     );
     keys.insert(h.add(FIRE));
     h.expect_published(&keys).await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -637,11 +608,11 @@ async fn shutdown_finishes_the_poll_in_flight() {
         (!h.published().await.is_empty()).then_some(())
     })
     .await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
     // Stopped cleanly: whatever it published, its cursor covers; a restart adds the rest once.
     let poller = start(h.config("a", vec![shard("fire", FIRE)]));
     h.expect_published(&keys).await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -691,7 +662,7 @@ async fn the_request_budget_is_shared_by_every_replica_and_covers_sweeps() {
     assert!(per_minute.values().all(|n| *n <= BUDGET), "{per_minute:?}");
     assert_eq!(per_minute.values().max(), Some(&BUDGET), "{per_minute:?}");
     for replica in replicas {
-        replica.stop().await;
+        replica.stop().await.unwrap();
     }
 }
 
@@ -719,7 +690,7 @@ async fn each_published_call_starts_a_trace_of_its_own() {
         );
     }
     assert_eq!(trace_ids.len(), 2, "one trace per call, even from one poll");
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -745,7 +716,7 @@ async fn unusable_upstream_records_are_dead_lettered() {
     assert!(!letter.reason.is_empty());
     keys.insert(h.add(FIRE));
     h.expect_published(&keys).await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -766,5 +737,5 @@ async fn a_poll_with_more_new_calls_than_the_ack_window_publishes_them_all() {
     })
     .await;
     h.expect_published(&keys).await;
-    poller.stop().await;
+    poller.stop().await.unwrap();
 }

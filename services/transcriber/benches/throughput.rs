@@ -90,11 +90,11 @@ async fn service_with_engine(calls: &[clips::Clip], model: &std::path::Path) -> 
     config.transcription.whisper.threads = Some(THREADS);
     config.consumer.ack_wait = Duration::from_secs(30);
     let running = h.start(config);
-    while !running.readiness.is_ready() {
+    while !running.readiness().is_ready() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let seconds = seconds_until(&h.js, calls.len() as u64, now_nanos()).await;
-    running.service.stop().await.expect("stops");
+    running.stop().await.expect("stops");
     seconds
 }
 
@@ -108,11 +108,11 @@ async fn service_with_fake(count: usize) -> f64 {
     let mut config = h.config();
     config.transcription.max_concurrency = 16;
     let running = h.start(config);
-    while !running.readiness.is_ready() {
+    while !running.readiness().is_ready() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let seconds = seconds_until(&h.js, count as u64, now_nanos()).await;
-    running.service.stop().await.expect("stops");
+    running.stop().await.expect("stops");
     seconds
 }
 

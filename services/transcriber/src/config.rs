@@ -12,11 +12,10 @@ use std::time::Duration;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::subject::ALL_AUDIO;
 use bcfy_bus::topology::{CONSUMER_TRANSCRIBER, TopologyConfig};
+use bcfy_config::units;
+use bcfy_config::{ConfigIssue, Validate, join_path};
 use bcfy_runtime::admin::AdminConfig;
-use bcfy_runtime::config::{ConfigIssue, Validate, join_path};
-use bcfy_runtime::service::ServiceConfig;
 use bcfy_runtime::telemetry::LogConfig;
-use bcfy_runtime::units;
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
@@ -25,8 +24,9 @@ use url::Url;
 pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1/audio/transcriptions";
 
 /// Everything the transcriber reads.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct TranscriberConfig {
     /// NATS connection.
     pub nats: NatsConfig,
@@ -60,28 +60,13 @@ impl Default for TranscriberConfig {
     }
 }
 
-impl ServiceConfig for TranscriberConfig {
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn admin(&self) -> &AdminConfig {
-        &self.admin
-    }
-
-    fn shutdown_grace(&self) -> Duration {
-        self.shutdown_grace
-    }
-}
+bcfy_runtime::service_config!(TranscriberConfig);
 
 impl Validate for TranscriberConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
-        self.nats.validate(&join_path(prefix, "nats"), issues);
-        self.topology
-            .validate(&join_path(prefix, "topology"), issues);
+        bcfy_runtime::service::validate_shared(self, prefix, issues);
         self.transcription
             .validate(&join_path(prefix, "transcription"), issues);
-        self.log.validate(&join_path(prefix, "log"), issues);
         let consumer = join_path(prefix, "consumer");
         let c = &self.consumer;
         if c.ack_wait < Duration::from_secs(1) {
@@ -125,8 +110,9 @@ impl Validate for TranscriberConfig {
 }
 
 /// `consumer.*`: which audio this replica takes and how it retries.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Durable consumer name (replicas with the same name share the work).
     pub durable_name: String,
@@ -173,7 +159,9 @@ impl Default for ConsumerConfig {
 }
 
 /// Where transcripts come from.
-#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// Any OpenAI-compatible `/v1/audio/transcriptions` endpoint.
@@ -194,7 +182,9 @@ impl Provider {
 }
 
 /// The answer format asked of an OpenAI-compatible server.
-#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq, Eq,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseFormat {
     /// `{"text": …}` only.
@@ -215,8 +205,9 @@ impl ResponseFormat {
 }
 
 /// `transcription.*`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct TranscriptionConfig {
     /// `false` runs the pipeline without transcripts.
     pub enabled: bool,
@@ -228,6 +219,7 @@ pub struct TranscriptionConfig {
     pub endpoint_url: Option<Url>,
     /// Sent as `Authorization: Bearer …` when set.
     #[schemars(with = "Option<String>")]
+    #[serde(serialize_with = "bcfy_config::print::masked")]
     pub api_key: Option<SecretString>,
     /// The spoken language (ISO 639-1); unset lets the provider detect it.
     pub language: Option<String>,
@@ -251,8 +243,9 @@ pub struct TranscriptionConfig {
 
 /// `transcription.whisper.*`: the built-in whisper.cpp engine. `model` names the transcripts'
 /// model; the weights come from `model_path`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct WhisperConfig {
     /// A whisper.cpp ggml file, or a CTranslate2 (faster-whisper) model directory, converted
     /// once into `model_cache_dir` (`transcriber convert-model` does it ahead of time).
@@ -387,7 +380,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../../deploy/demo/transcriber.yaml"
         );
-        let config: TranscriberConfig = bcfy_runtime::config::ConfigSource::default()
+        let config: TranscriberConfig = bcfy_config::ConfigSource::default()
             .with_file(file)
             .load()
             .expect("the demo config is valid");

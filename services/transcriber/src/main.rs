@@ -7,21 +7,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: transcriber [--config FILE]\n       transcriber convert-model <ctranslate2-model-dir> <out.bin>";
+use clap::{Arg, ArgMatches, Command};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("convert-model") => convert_model(&args[1..]),
-        Some("--help" | "-h" | "help") => {
-            #[expect(clippy::print_stdout, reason = "usage asked for on the command line")]
-            {
-                println!("{USAGE}");
-            }
-            ExitCode::SUCCESS
-        }
-        _ => bcfy_runtime::service::main("transcriber", bcfy_transcriber::run),
-    }
+    let convert = Command::new("convert-model")
+        .about("Convert a CTranslate2 (faster-whisper) Whisper model into the ggml file the built-in engine loads")
+        .arg(Arg::new("from").value_name("CTRANSLATE2_DIR").required(true).value_parser(clap::value_parser!(PathBuf)))
+        .arg(Arg::new("to").value_name("OUT_BIN").required(true).value_parser(clap::value_parser!(PathBuf)));
+    bcfy_runtime::service::Binary::new("transcriber", env!("CARGO_PKG_DESCRIPTION"))
+        .command(convert, convert_model)
+        .main(bcfy_transcriber::run)
 }
 
 #[expect(
@@ -29,13 +24,10 @@ fn main() -> ExitCode {
     clippy::print_stdout,
     reason = "a command-line tool"
 )]
-fn convert_model(args: &[String]) -> ExitCode {
-    let [from, to] = args else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(64);
-    };
-    let (from, to) = (PathBuf::from(from), PathBuf::from(to));
-    match bcfy_whisper::convert(&from, &to) {
+fn convert_model(args: &ArgMatches) -> ExitCode {
+    let path = |name| args.get_one::<PathBuf>(name).expect("a required argument");
+    let (from, to) = (path("from"), path("to"));
+    match bcfy_whisper::convert(from, to) {
         Ok(()) => {
             println!("{} → {}", from.display(), to.display());
             ExitCode::SUCCESS

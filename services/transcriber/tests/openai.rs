@@ -1,4 +1,4 @@
-//! The `openai` provider against an in-process OpenAI-compatible server over real HTTP: the
+//! The `openai` provider against the fake OpenAI-compatible server over real HTTP: the
 //! multipart fields, file name and type, auth header, both answer formats and every error path.
 
 mod support;
@@ -6,10 +6,12 @@ mod support;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use bcfy_test_support::FakeStt;
+use bcfy_test_support::stt::{Field, Scripted};
 use bcfy_transcriber::config::ResponseFormat;
 use bcfy_transcriber::{OpenAiProvider, TranscriptionConfig, TranscriptionError};
 use bytes::Bytes;
-use support::{Field, Scripted, server};
+use support::provider;
 
 fn text(field: &Field) -> &str {
     std::str::from_utf8(&field.bytes).unwrap()
@@ -19,13 +21,13 @@ const AUDIO: &[u8] = b"\x00\x00\x00\x18ftypM4A not really aac";
 
 #[tokio::test]
 async fn the_whole_call_is_uploaded_once_with_every_field() {
-    let server = server().await;
+    let server = FakeStt::recording().await;
     server.answer((
         StatusCode::OK,
         vec![],
         r#"{"text":" Engine 5 responding. "}"#,
     ));
-    let provider = server.provider(|c| {
+    let provider = provider(&server, |c| {
         c.api_key = Some("sk-test-key".to_owned().into());
         c.response_format = ResponseFormat::Json;
     });
@@ -61,7 +63,7 @@ async fn the_whole_call_is_uploaded_once_with_every_field() {
 
 #[tokio::test]
 async fn verbose_json_gives_segments_and_a_server_specific_model_field() {
-    let server = server().await;
+    let server = FakeStt::recording().await;
     server.answer((
         StatusCode::OK,
         vec![],
@@ -69,7 +71,7 @@ async fn verbose_json_gives_segments_and_a_server_specific_model_field() {
             "segments":[{"id":0,"start":0.0,"end":3.2,"text":" Medic 12.","avg_logprob":-0.2,"no_speech_prob":0.01},
                         {"id":1,"start":3.2,"end":6.5,"text":" Copy.","avg_logprob":-0.4,"no_speech_prob":0.02}]}"#,
     ));
-    let provider = server.provider(|c| {
+    let provider = provider(&server, |c| {
         c.model_field = "model_name".into();
         c.language = None;
     });
@@ -100,8 +102,8 @@ async fn verbose_json_gives_segments_and_a_server_specific_model_field() {
 
 #[tokio::test]
 async fn each_failure_is_typed_transient_or_permanent() {
-    let server = server().await;
-    let provider = server.provider(|_| {});
+    let server = FakeStt::recording().await;
+    let provider = provider(&server, |_| {});
     let cases: [(Scripted, &str, bool); 6] = [
         (
             (

@@ -11,8 +11,8 @@ use bcfy_bus::subject;
 use bcfy_bus::topology::STREAM_DEAD_LETTERS;
 use bcfy_proto::DeadLetter;
 use bcfy_test_support::eventually;
+use bcfy_test_support::stt::transcript_of;
 use support::harness::{PATIENCE, SHARD, harness};
-use support::heard;
 
 #[tokio::test]
 async fn chunked_calls_across_two_replicas_give_one_transcript_each() {
@@ -29,7 +29,7 @@ async fn chunked_calls_across_two_replicas_give_one_transcript_each() {
             .find(|(_, t)| t.call_id == call_id.as_str())
             .expect("a transcript for every call");
         assert_eq!(subject, &subject::transcription(SHARD, call_id));
-        assert_eq!(result.text, heard(audio.len()), "the whole call, rebuilt");
+        assert_eq!(result.text, transcript_of(audio), "the whole call, rebuilt");
         assert_eq!(
             (result.provider.as_str(), result.model.as_str()),
             ("openai", "whisper-1")
@@ -52,7 +52,7 @@ async fn chunked_calls_across_two_replicas_give_one_transcript_each() {
         .sum();
     assert_eq!(done, calls.len() as f64);
     for replica in replicas {
-        replica.service.stop().await.unwrap();
+        replica.stop().await.unwrap();
     }
 }
 
@@ -68,7 +68,7 @@ async fn a_transient_failure_is_retried_and_a_permanent_one_dead_lettered() {
     let (retried, audio) = h.publish_call(1, 3000, 4096).await;
     let transcripts = h.expect_transcripts(1).await;
     assert_eq!(transcripts[0].1.call_id, retried.as_str());
-    assert_eq!(transcripts[0].1.text, heard(audio.len()));
+    assert_eq!(transcripts[0].1.text, transcript_of(&audio));
     assert_eq!(h.stt.seen().len(), 2, "one failure, one retry");
 
     h.stt.answer((StatusCode::OK, vec![], r#"{"text":""}"#));
@@ -89,7 +89,7 @@ async fn a_transient_failure_is_retried_and_a_permanent_one_dead_lettered() {
         ),
         1.0
     );
-    transcriber.service.stop().await.unwrap();
+    transcriber.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -118,7 +118,7 @@ async fn repeated_provider_failures_pause_the_replica() {
         transcriber.metric("bcfy_transcriber_provider_pauses_total", None),
         2.0
     );
-    transcriber.service.stop().await.unwrap();
+    transcriber.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn a_call_longer_than_the_ack_wait_is_kept_alive_and_transcribed_once() {
         1,
         "not redelivered while being transcribed"
     );
-    transcriber.service.stop().await.unwrap();
+    transcriber.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -148,13 +148,13 @@ async fn a_kill_mid_transcription_is_redelivered_with_exactly_one_transcript() {
         (!h.stt.seen().is_empty()).then_some(())
     })
     .await;
-    first.service.kill();
+    first.kill();
     h.stt.set_delay(Duration::ZERO);
     let second = h.start(h.config());
     let transcripts = h.expect_transcripts(1).await;
     assert_eq!(transcripts[0].1.call_id, call_id.as_str());
-    assert_eq!(transcripts[0].1.text, heard(audio.len()));
-    second.service.stop().await.unwrap();
+    assert_eq!(transcripts[0].1.text, transcript_of(&audio));
+    second.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -165,11 +165,11 @@ async fn disabled_transcription_consumes_nothing() {
     let transcriber = h.start(config);
     // Ready means set up: an enabled transcriber has its consumer by then.
     eventually(PATIENCE, "readiness", || async {
-        transcriber.readiness.is_ready().then_some(())
+        transcriber.readiness().is_ready().then_some(())
     })
     .await;
     h.publish_call(1, 3000, 4096).await;
-    transcriber.service.stop().await.unwrap();
+    transcriber.stop().await.unwrap();
     assert!(!h.settled().await, "no transcriber consumer was created");
     assert!(h.transcripts().await.is_empty() && h.stt.seen().is_empty());
 }

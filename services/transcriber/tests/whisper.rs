@@ -108,5 +108,5 @@ async fn real_calls_are_transcribed_by_the_built_in_engine() {
         transcriber.metric("bcfy_transcriber_transcriptions_total", None),
         3.0
     );
-    transcriber.service.stop().await.unwrap();
+    transcriber.stop().await.unwrap();
 }

@@ -11,13 +11,10 @@ use bcfy_bus::topology::{
 };
 use bcfy_bus::{CallId, Publisher, Shard, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, TranscriptionResult};
-use bcfy_runtime::admin::Readiness;
-use bcfy_test_support::{Isolated, NatsServer, eventually, metric};
+use bcfy_test_support::{FakeStt, NatsServer, ServiceUnderTest, eventually};
 use bcfy_transcriber::config::{ConsumerConfig, TranscriberConfig};
 use bcfy_transcriber::{TranscriberError, TranscriptionConfig};
 use sha2::{Digest as _, Sha256};
-
-use super::{Server, server};
 
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 pub(crate) const SHARD: Shard = Shard {
@@ -28,7 +25,7 @@ pub(crate) const SHARD: Shard = Shard {
 pub(crate) struct Harness {
     pub(crate) nats: NatsServer,
     pub(crate) js: jetstream::Context,
-    pub(crate) stt: Server,
+    pub(crate) stt: FakeStt,
 }
 
 pub(crate) async fn harness() -> Harness {
@@ -40,15 +37,11 @@ pub(crate) async fn harness() -> Harness {
     Harness {
         nats,
         js,
-        stt: server().await,
+        stt: FakeStt::recording().await,
     }
 }
 
-pub(crate) struct Running {
-    pub(crate) service: Isolated<Result<(), TranscriberError>>,
-    pub(crate) registry: prometheus::Registry,
-    pub(crate) readiness: Readiness,
-}
+pub(crate) type Running = ServiceUnderTest<TranscriberError>;
 
 impl Harness {
     pub(crate) fn config(&self) -> TranscriberConfig {
@@ -58,7 +51,7 @@ impl Harness {
                 ..NatsConfig::default()
             },
             transcription: TranscriptionConfig {
-                endpoint_url: Some(self.stt.url.parse().unwrap()),
+                endpoint_url: Some(self.stt.url().parse().unwrap()),
                 request_timeout: Duration::from_secs(5),
                 ..TranscriptionConfig::default()
             },
@@ -73,16 +66,7 @@ impl Harness {
     }
 
     pub(crate) fn start(&self, config: TranscriberConfig) -> Running {
-        let registry = prometheus::Registry::new();
-        let readiness = Readiness::new();
-        let (r, ready) = (registry.clone(), readiness.clone());
-        let service =
-            Isolated::spawn(move |shutdown| bcfy_transcriber::serve(config, shutdown, ready, r));
-        Running {
-            service,
-            registry,
-            readiness,
-        }
+        ServiceUnderTest::start("transcriber", config, bcfy_transcriber::run)
     }
 
     /// Publishes `size` bytes of made-up audio for call `n` in chunks of `chunk`.
@@ -202,11 +186,5 @@ impl Harness {
         };
         let info = consumer.info().await.unwrap();
         info.num_pending == 0 && info.num_ack_pending == 0
-    }
-}
-
-impl Running {
-    pub(crate) fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
-        metric(&self.registry, name, label)
     }
 }

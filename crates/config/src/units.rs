@@ -8,9 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-/// `#[serde(with = "bcfy_runtime::units::duration")]` for a [`Duration`] field.
+/// `#[serde(with = "bcfy_config::units::duration")]` for a [`Duration`] field.
 pub mod duration {
     use super::*;
 
@@ -33,7 +33,7 @@ pub mod duration {
     }
 }
 
-/// `#[serde(with = "bcfy_runtime::units::optional_duration")]` for an `Option<Duration>` field.
+/// `#[serde(with = "bcfy_config::units::optional_duration")]` for an `Option<Duration>` field.
 pub mod optional_duration {
     use super::*;
 
@@ -205,6 +205,25 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// Written in the largest binary unit that divides it (`256KiB`, `1GiB`, `1000B`), the form the
+/// config files use.
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const UNITS: &[(&str, u64)] = &[
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        let (unit, multiplier) = UNITS
+            .iter()
+            .copied()
+            .find(|(_, m)| self.0 != 0 && self.0.is_multiple_of(*m))
+            .unwrap_or(("B", 1));
+        serializer.collect_str(&format_args!("{}{unit}", self.0 / multiplier))
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -268,6 +287,24 @@ mod tests {
         assert!(duration_of("-1").is_err());
         let error = duration_of(r#""soon""#).unwrap_err().to_string();
         assert!(error.contains("`soon`"), "{error}");
+    }
+
+    #[test]
+    fn sizes_are_written_in_the_largest_exact_binary_unit_and_read_back() {
+        for (bytes, written) in [
+            (256 * 1024, "256KiB"),
+            (1 << 30, "1GiB"),
+            (1000, "1000B"),
+            (0, "0B"),
+            (1536, "1536B"),
+        ] {
+            let json = serde_json::to_string(&ByteSize(bytes)).unwrap();
+            assert_eq!(json, format!("\"{written}\""));
+            assert_eq!(
+                serde_json::from_str::<ByteSize>(&json).unwrap(),
+                ByteSize(bytes)
+            );
+        }
     }
 
     #[test]

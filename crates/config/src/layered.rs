@@ -1,9 +1,13 @@
-//! Layered service configuration: defaults < YAML file < `BCFY_`-prefixed environment.
+//! Layered configuration: defaults < YAML file < `BCFY_`-prefixed environment.
 //!
 //! Every service config is a plain serde struct with `#[serde(default)]`, so its `Default` impl
-//! holds the defaults. A YAML file (path from `--config PATH` or `BCFY_CONFIG_FILE`) overrides
+//! holds the defaults. A YAML file (path from `--config FILE` or `BCFY_CONFIG_FILE`) overrides
 //! them, and environment variables override the file: `BCFY_NATS__URLS` sets `nats.urls`
 //! (`__` separates levels, a single `_` stays part of a name, names are case-insensitive).
+//!
+//! Config types refuse unknown keys in their JSON schema (`#[schemars(deny_unknown_fields)]`),
+//! not in serde: serde would stop at the first unknown key and hide what else is wrong, where
+//! the loader reports each unknown key with its full path beside every other problem.
 //!
 //! Loading reports **every** problem in one go: each value of the wrong type, each unknown
 //! setting (a typo), and each failed [`Validate`] check, with its dotted path. A service prints
@@ -111,20 +115,11 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// The process's sources: `--config PATH` (or `BCFY_CONFIG_FILE`) and every `BCFY_*`
-    /// environment variable.
-    pub fn from_process() -> Self {
-        let mut args = std::env::args().skip(1);
-        let mut file = std::env::var_os(ENV_CONFIG_FILE).map(PathBuf::from);
-        while let Some(arg) = args.next() {
-            if arg == "--config" {
-                file = args.next().map(PathBuf::from);
-            } else if let Some(path) = arg.strip_prefix("--config=") {
-                file = Some(PathBuf::from(path));
-            }
-        }
+    /// The process's sources: `BCFY_CONFIG_FILE` and every `BCFY_*` environment variable. A
+    /// `--config FILE` argument, read by the command line, goes on top with [`Self::with_file`].
+    pub fn from_env() -> Self {
         Self {
-            file,
+            file: std::env::var_os(ENV_CONFIG_FILE).map(PathBuf::from),
             env: std::env::vars().collect(),
         }
     }

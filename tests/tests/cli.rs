@@ -1,0 +1,156 @@
+//! Every service binary's command line, run as a process: `--help`, `--version` with the git
+//! revision, `check-config` (0, or 64 with every problem at once) and `print-config` (the
+//! effective config, secrets masked, readable back as a config file).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bcfy_e2e::service::binary;
+
+const SERVICES: [&str; 4] = ["poller", "audio-fetcher", "transcriber", "archive-cache"];
+/// Exit code for bad arguments or config (`EX_USAGE`).
+const EXIT_USAGE: i32 = 64;
+
+fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        // A developer's own BCFY_* variables must not change the answers.
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{name} runs: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn every_binary_answers_help_and_version_without_a_config() {
+    let revision = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| text(&o.stdout).trim().to_owned());
+    for name in SERVICES {
+        let help = run(name, &["--help"], &[]);
+        assert_eq!(help.status.code(), Some(0), "{name} --help: {help:?}");
+        let usage = text(&help.stdout);
+        for expected in [
+            "--config",
+            "healthcheck",
+            "check-config",
+            "print-config",
+            "run",
+        ] {
+            assert!(
+                usage.contains(expected),
+                "{name} --help lacks {expected}:\n{usage}"
+            );
+        }
+        let version = run(name, &["--version"], &[]);
+        assert_eq!(version.status.code(), Some(0), "{name} --version");
+        let version = text(&version.stdout);
+        assert!(version.starts_with(&format!("{name} 0.")), "{version}");
+        if let Some(revision) = &revision {
+            assert!(
+                version.contains(revision.as_str()),
+                "{version} lacks {revision}"
+            );
+        }
+        let wrong = run(name, &["--no-such-flag"], &[]);
+        assert_eq!(wrong.status.code(), Some(EXIT_USAGE), "{name}: {wrong:?}");
+        assert!(text(&wrong.stderr).contains("--no-such-flag"));
+    }
+    let transcriber = text(&run("transcriber", &["--help"], &[]).stdout);
+    assert!(transcriber.contains("convert-model"), "{transcriber}");
+}
+
+#[test]
+fn check_config_lists_unknown_keys_with_every_other_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unknown key, a value of the wrong type, and a failed check (no shards), at once.
+    let config = write(
+        dir.path(),
+        "poller.yaml",
+        "live_producer:\n  jiter_ratio: 0.2\n  poll_interval: soon\nnats:\n  urls: [\"nats://[bad\"]\n",
+    );
+    let out = run("poller", &["check-config", "--config", &config], &[]);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE), "{out:?}");
+    let problems = text(&out.stderr);
+    for expected in [
+        "live_producer.jiter_ratio: unknown setting",
+        "live_producer.poll_interval:",
+        "shards: list at least one shard",
+        "nats.urls: `nats://[bad` is not a NATS server address",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        "shards:\n  - name: fire\n    groups: [\"7001-2345\"]\n",
+    );
+    let out = run("poller", &["check-config", "--config", &good], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Every service validates the same way; with defaults alone the others are valid.
+    for name in ["audio-fetcher", "transcriber", "archive-cache"] {
+        let out = run(name, &["check-config"], &[]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
+        let out = run(
+            name,
+            &["check-config"],
+            &[("BCFY_NATS__URLS", "nats://[bad")],
+        );
+        assert_eq!(out.status.code(), Some(EXIT_USAGE), "{name}: {out:?}");
+    }
+}
+
+#[test]
+fn print_config_shows_defaults_file_and_env_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "poller.yaml",
+        "shards:\n  - name: fire\n    groups: [\"7001-2345\"]\nlive_producer:\n  poll_interval: 3s\n",
+    );
+    let env = [
+        ("BCFY_BROADCASTIFY__USERNAME", "scanner"),
+        ("BCFY_BROADCASTIFY__PASSWORD", "hunter2-secret"),
+        ("BCFY_NATS__URLS", "nats://a:4222,nats://b:4222"),
+    ];
+    let out = run("poller", &["print-config", "--config", &config], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let printed = text(&out.stdout);
+    assert!(!printed.contains("hunter2-secret"), "{printed}");
+    for expected in [
+        "\"password\": \"********\"",
+        "\"username\": \"scanner\"",
+        "\"poll_interval\": \"3s\"",
+        "\"jitter_ratio\": 0.1",
+        "\"nats://b:4222\"",
+        "\"7001-2345\"",
+        "\"shutdown_grace\": \"10s\"",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "missing {expected} in:\n{printed}"
+        );
+    }
+    // What it prints is a config the service reads back as the same config.
+    let again = write(dir.path(), "printed.yaml", &printed);
+    let out = run("poller", &["print-config", "--config", &again], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stdout), printed);
+}
