@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::calls::{ParsedCalls, epoch_field, parse_calls, parsing_error};
 use crate::client::Client;
-use crate::error::{Endpoint, Result};
+use crate::error::{Endpoint, ParseError, Result};
 use crate::live::GroupKey;
 
 /// Length of an archive block in seconds.
@@ -49,16 +49,11 @@ struct Envelope<'a> {
 
 /// Parses an archive body for `block`.
 pub(crate) fn parse_archive(block: i64, body: Bytes) -> Result<ArchiveBlock> {
-    let envelope: Envelope<'_> = serde_json::from_slice(&body).map_err(|e| {
-        parsing_error(
-            Endpoint::Archive,
-            format!("not the expected JSON: {e}"),
-            &body,
-        )
-    })?;
+    let envelope: Envelope<'_> = serde_json::from_slice(&body)
+        .map_err(|e| parsing_error(Endpoint::Archive, ParseError::Json(e), &body))?;
     let calls = envelope
         .calls
-        .ok_or_else(|| parsing_error(Endpoint::Archive, "no `calls` array", &body))?;
+        .ok_or_else(|| parsing_error(Endpoint::Archive, ParseError::NoCalls, &body))?;
     let whole = |value: Option<&serde_json::Value>| epoch_field(value).map(|v| v as i64);
     let parsed = parse_calls(calls);
     let (start, end, server_time) = (
@@ -132,7 +127,7 @@ impl Client {
             // Nothing was made conditional, so a 304 is the upstream's mistake.
             ArchiveFetch::NotModified => Err(parsing_error(
                 Endpoint::Archive,
-                "304 Not Modified to an unconditional request",
+                ParseError::UnexpectedNotModified,
                 b"",
             )),
         }

@@ -3,7 +3,7 @@
 use bcfy_proto::Call;
 use serde_json::value::RawValue;
 
-use crate::error::{Endpoint, Error, sanitize_snippet};
+use crate::error::{Endpoint, Error, ParseError, sanitize_snippet};
 
 /// One call as the upstream sent it: typed, plus its exact JSON text.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +46,10 @@ pub(crate) fn parse_call(element: &RawValue, parsed: &mut ParsedCalls) {
 }
 
 /// A `ResponseParsing` error for `body`.
-pub(crate) fn parsing_error(endpoint: Endpoint, reason: impl Into<String>, body: &[u8]) -> Error {
+pub(crate) fn parsing_error(endpoint: Endpoint, reason: ParseError, body: &[u8]) -> Error {
     Error::ResponseParsing {
         endpoint,
-        reason: reason.into(),
+        reason,
         snippet: sanitize_snippet(body),
     }
 }

@@ -143,12 +143,13 @@ pub enum Error {
         endpoint: Endpoint,
     },
     /// The answer could not be parsed (`ResponseParsingError` in the spec).
-    #[error("{endpoint} answer could not be parsed ({reason}): {snippet}")]
+    #[error("{endpoint} answer could not be parsed: {snippet}")]
     ResponseParsing {
         /// The endpoint.
         endpoint: Endpoint,
         /// What was wrong.
-        reason: String,
+        #[source]
+        reason: ParseError,
         /// The start of the body, sanitized.
         snippet: String,
     },
@@ -158,6 +159,32 @@ pub enum Error {
     /// A shared session source (e.g. a KV store) could not be read or written.
     #[error("the shared session store failed")]
     SessionStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What was wrong with an answer's body.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not the JSON the endpoint answers with.
+    #[error("not the expected JSON")]
+    Json(#[source] serde_json::Error),
+    /// No `calls` array in the answer.
+    #[error("no `calls` array")]
+    NoCalls,
+    /// A comma before the closing `]` of `calls`.
+    #[error("a trailing comma in `calls`")]
+    TrailingComma,
+    /// Two commas in a row in `calls`.
+    #[error("a missing element in `calls`")]
+    MissingElement,
+    /// Two elements of `calls` without a comma between them.
+    #[error("a missing comma in `calls`")]
+    MissingComma,
+    /// The body ended inside `calls`.
+    #[error("the body ends inside `calls`")]
+    UnterminatedCalls,
+    /// 304 Not Modified to a request that was not conditional.
+    #[error("304 Not Modified to an unconditional request")]
+    UnexpectedNotModified,
 }
 
 /// The client's result type.

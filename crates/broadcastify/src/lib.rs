@@ -34,6 +34,6 @@ pub use auth::SessionToken;
 pub use calls::{ParsedCalls, UpstreamCall};
 pub use client::Client;
 pub use config::ClientConfig;
-pub use error::{AudioDownloadError, AuthenticationError, Endpoint, Error, RetryHint};
+pub use error::{AudioDownloadError, AuthenticationError, Endpoint, Error, ParseError, RetryHint};
 pub use live::{CallIdentity, GroupKey, LiveAnswer, LiveCalls, LiveQuery, Selector};
 pub use session::{LocalSession, SessionSource};

@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::calls::{ParsedCalls, epoch_field, parse_call, parsing_error};
 use crate::client::{Answer, Client};
-use crate::error::{Endpoint, Error, Result};
-use crate::split::{CallsSplitter, SplitError};
+use crate::error::{Endpoint, Error, ParseError, Result};
+use crate::split::CallsSplitter;
 
 /// A talkgroup group key, `"{sid}-{tg}"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,22 +199,18 @@ impl LiveReader {
             .feed(chunk, &mut |element: &[u8]| {
                 read_element(element, is_known, calls, known)
             })
-            .map_err(|reason: String| malformed(head, reason))
+            .map_err(|reason| malformed(head, reason))
     }
 
     fn finish(mut self, is_known: &impl Fn(&CallIdentity<'_>) -> bool) -> Result<LiveCalls> {
         let (envelope, split_out) = self
             .splitter
             .finish()
-            .map_err(|error| malformed(&self.head, error.to_string()))?;
+            .map_err(|reason| malformed(&self.head, reason))?;
         let parsed: Envelope<'_> = serde_json::from_slice(&envelope)
-            .map_err(|error| malformed(&self.head, error.to_string()))?;
+            .map_err(|error| malformed(&self.head, ParseError::Json(error)))?;
         let Some(inline) = parsed.calls else {
-            return Err(parsing_error(
-                Endpoint::LiveCalls,
-                "no `calls` array",
-                &self.head,
-            ));
+            return Err(malformed(&self.head, ParseError::NoCalls));
         };
         if !split_out {
             // `calls` spelled with escapes: serde found it where the splitter did not.
@@ -307,8 +303,8 @@ fn read_element(
     is_known: &impl Fn(&CallIdentity<'_>) -> bool,
     calls: &mut ParsedCalls,
     known: &mut usize,
-) -> std::result::Result<(), String> {
-    let element: &RawValue = serde_json::from_slice(element).map_err(|error| error.to_string())?;
+) -> std::result::Result<(), ParseError> {
+    let element: &RawValue = serde_json::from_slice(element).map_err(ParseError::Json)?;
     // Any field of another type: the whole parse below tells what the element is.
     if element.get().starts_with('{')
         && let Ok(fields) = serde_json::from_str::<IdentityFields<'_>>(element.get())
@@ -330,18 +326,8 @@ fn read_element(
     Ok(())
 }
 
-fn malformed(head: &[u8], reason: impl std::fmt::Display) -> Error {
-    parsing_error(
-        Endpoint::LiveCalls,
-        format!("not the expected JSON: {reason}"),
-        head,
-    )
-}
-
-impl From<SplitError> for String {
-    fn from(error: SplitError) -> Self {
-        error.to_string()
-    }
+fn malformed(head: &[u8], reason: ParseError) -> Error {
+    parsing_error(Endpoint::LiveCalls, reason, head)
 }
 
 /// Parses a whole live-calls body (as [`Client::live_calls`] does piece by piece).

@@ -15,10 +15,7 @@
 
 use std::mem;
 
-/// Why the body is not a well-formed `calls` array.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct SplitError(&'static str);
+use crate::error::ParseError;
 
 /// Where the splitter is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +75,7 @@ impl CallsSplitter {
     }
 
     /// Reads `chunk`, calling `on_element` with each element of `calls` completed in it.
-    pub(crate) fn feed<E: From<SplitError>>(
+    pub(crate) fn feed<E: From<ParseError>>(
         &mut self,
         chunk: &[u8],
         on_element: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -89,10 +86,10 @@ impl CallsSplitter {
                 Phase::BeforeElement { after_comma } => match byte {
                     b' ' | b'\t' | b'\n' | b'\r' => {}
                     b']' if after_comma => {
-                        return Err(SplitError("a trailing comma in `calls`").into());
+                        return Err(ParseError::TrailingComma.into());
                     }
                     b']' => self.close_array(),
-                    b',' => return Err(SplitError("a missing element in `calls`").into()),
+                    b',' => return Err(ParseError::MissingElement.into()),
                     _ => {
                         self.phase = Phase::Element;
                         self.element_byte(byte, on_element)?;
@@ -103,7 +100,7 @@ impl CallsSplitter {
                     b' ' | b'\t' | b'\n' | b'\r' => {}
                     b',' => self.phase = Phase::BeforeElement { after_comma: true },
                     b']' => self.close_array(),
-                    _ => return Err(SplitError("a missing comma in `calls`").into()),
+                    _ => return Err(ParseError::MissingComma.into()),
                 },
             }
         }
@@ -113,10 +110,10 @@ impl CallsSplitter {
     /// Once the body is complete: the envelope with `calls` emptied, and whether a top-level
     /// `calls` array was split out (when not, as with an escaped key, the envelope still holds
     /// whatever `calls` there is, for the caller's parse).
-    pub(crate) fn finish(self) -> Result<(Vec<u8>, bool), SplitError> {
+    pub(crate) fn finish(self) -> Result<(Vec<u8>, bool), ParseError> {
         match self.phase {
             Phase::Envelope => Ok((self.envelope, self.found_calls)),
-            _ => Err(SplitError("the body ends inside `calls`")),
+            _ => Err(ParseError::UnterminatedCalls),
         }
     }
 
@@ -172,7 +169,7 @@ impl CallsSplitter {
     }
 
     /// Adds an element byte; hands the element over when it is complete.
-    fn element_byte<E: From<SplitError>>(
+    fn element_byte<E: From<ParseError>>(
         &mut self,
         byte: u8,
         on_element: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -243,16 +240,16 @@ mod tests {
     use super::*;
 
     /// The elements and the emptied envelope, feeding `body` `chunk` bytes at a time.
-    fn split(body: &str, chunk: usize) -> Result<(Vec<String>, String), String> {
+    fn split(body: &str, chunk: usize) -> Result<(Vec<String>, String), ParseError> {
         let mut splitter = CallsSplitter::new();
         let mut elements = Vec::new();
         for piece in body.as_bytes().chunks(chunk) {
             splitter.feed(piece, &mut |e: &[u8]| {
                 elements.push(String::from_utf8(e.to_vec()).unwrap());
-                Ok::<(), String>(())
+                Ok::<(), ParseError>(())
             })?;
         }
-        let (envelope, found) = splitter.finish().map_err(|e| e.to_string())?;
+        let (envelope, found) = splitter.finish()?;
         assert!(found);
         Ok((elements, String::from_utf8(envelope).unwrap()))
     }
@@ -283,14 +280,26 @@ mod tests {
 
     #[test]
     fn bad_separators_are_refused() {
-        for body in [
-            r#"{"calls":[1,]}"#,
-            r#"{"calls":[,1]}"#,
-            r#"{"calls":[{} {}]}"#,
-            r#"{"calls":[1,,2]}"#,
-            r#"{"calls":[{"a":1}"#,
-        ] {
-            assert!(split(body, 3).is_err(), "{body}");
-        }
+        let refused = |body| split(body, 3).map(|_| ()).unwrap_err();
+        assert!(matches!(
+            refused(r#"{"calls":[1,]}"#),
+            ParseError::TrailingComma
+        ));
+        assert!(matches!(
+            refused(r#"{"calls":[,1]}"#),
+            ParseError::MissingElement
+        ));
+        assert!(matches!(
+            refused(r#"{"calls":[{} {}]}"#),
+            ParseError::MissingComma
+        ));
+        assert!(matches!(
+            refused(r#"{"calls":[1,,2]}"#),
+            ParseError::MissingElement
+        ));
+        assert!(matches!(
+            refused(r#"{"calls":[{"a":1}"#),
+            ParseError::UnterminatedCalls
+        ));
     }
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 use async_nats::{ConnectOptions, Event};
 use bcfy_config::units;
 use bcfy_config::{ConfigIssue, Validate};
-use rand::Rng as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer};
+
+use crate::backoff::Backoff;
 
 /// Default server for local runs.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -173,12 +174,10 @@ pub enum ConnectError {
     Connect(#[source] async_nats::ConnectError),
 }
 
-/// Jittered exponential back-off: 100 ms doubling per attempt up to `max`, then a random
-/// point between half and all of it, so a fleet does not reconnect in lockstep.
+/// The delay before reconnect attempt `attempt` (0 for the first): 100 ms doubling up to
+/// `max`, jittered so a fleet does not reconnect in lockstep.
 pub fn reconnect_delay(attempt: usize, max: Duration) -> Duration {
-    let exponent = u32::try_from(attempt.min(16)).unwrap_or(16);
-    let ceiling = RECONNECT_BASE_DELAY.saturating_mul(1 << exponent).min(max);
-    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+    Backoff::new(RECONNECT_BASE_DELAY, max).jittered(u64::try_from(attempt).unwrap_or(u64::MAX) + 1)
 }
 
 /// Connects with `config`, naming the connection `service` unless the config names it.

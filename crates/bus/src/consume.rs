@@ -70,11 +70,16 @@ pub enum DeadLetterError {
     Ack(#[from] AckError),
 }
 
+/// The failure every consuming stage shares: a message it cannot read (not its protobuf type,
+/// a bad call id or subject), which no retry can mend.
+pub const POISON: &str = "poison";
+
 /// Why a message is being given up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// Machine-readable class, e.g. `poison`, `cdn_not_found`, `http_status`.
-    pub kind: String,
+    /// Machine-readable class, e.g. `poison`, `cdn_not_found`, `http_status`: a stage's own
+    /// failure enum, or its upstream error's, says which.
+    pub kind: &'static str,
     /// Human-readable reason.
     pub reason: String,
     /// The call, when the handler knows it (otherwise taken from the subject, if it names one).
@@ -119,18 +124,12 @@ impl Drop for KeepAlive {
     }
 }
 
-/// The NAK delay for a delivery's `attempt` (1 for the first): `initial * 2^(attempt - 1)`,
-/// capped at `max`, so a failing call is retried ever less often.
-pub fn growing_delay(initial: Duration, max: Duration, attempt: u64) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1).min(16)).unwrap_or(16);
-    initial.saturating_mul(1 << exponent).min(max)
-}
-
 impl Failure {
-    /// A failure of `kind` with its `reason`, for `call_id` when known.
-    pub fn new(kind: &str, reason: impl Into<String>, call_id: Option<&CallId>) -> Self {
+    /// A failure of `kind` (from an error's or a stage's failure enum) with its `reason`, for
+    /// `call_id` when known.
+    pub fn new(kind: &'static str, reason: impl Into<String>, call_id: Option<&CallId>) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind,
             reason: reason.into(),
             call_id: call_id.cloned(),
         }
@@ -319,7 +318,7 @@ impl Delivery {
         let letter = DeadLetter {
             stage: stage.as_str().to_owned(),
             reason: failure.reason,
-            error_kind: failure.kind,
+            error_kind: failure.kind.to_owned(),
             attempts: self.attempt(),
             original_subject: self.subject().to_owned(),
             original_stream: stream.clone(),
@@ -384,18 +383,5 @@ impl Drop for Delivery {
                 }
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_grow_and_cap() {
-        let (one, max) = (Duration::from_secs(1), Duration::from_secs(10));
-        assert_eq!(growing_delay(one, max, 1), one);
-        assert_eq!(growing_delay(one, max, 3), Duration::from_secs(4));
-        assert_eq!(growing_delay(one, max, 50), max);
     }
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`backlog`]: a downstream consumer's backlog, for back-pressure;
+//! - [`backoff`]: the one doubling, capped, optionally jittered retry delay ([`Backoff`]);
 //! - [`connect`]: connection options from config (servers, credentials, TLS, reconnect policy);
 //! - [`call_id`]: the deterministic, subject-safe [`CallId`];
 //! - [`subject`]: subject builders and parsers mirroring the spec's topics;
@@ -15,6 +16,7 @@
 //! - [`trace_context`]: W3C trace context in NATS headers.
 
 pub mod backlog;
+pub mod backoff;
 pub mod call_id;
 pub mod connect;
 pub mod consume;
@@ -26,6 +28,7 @@ pub mod topology;
 pub mod trace_context;
 pub mod worker;
 
+pub use backoff::Backoff;
 pub use call_id::CallId;
 pub use consume::{Delivery, Failure};
 pub use publish::{Published, Publisher};

@@ -17,12 +17,13 @@ use crate::topology::STREAM_CALLS_AUDIO;
 #[derive(Debug, thiserror::Error)]
 pub enum ReassemblyError {
     /// The stream could not be read (try again).
-    #[error("reading the chunks of {call_id} failed: {reason}")]
+    #[error("reading the chunks of {call_id} failed")]
     Nats {
         /// The call.
         call_id: String,
         /// What failed.
-        reason: String,
+        #[source]
+        source: async_nats::Error,
     },
     /// A chunk before the final one is not in the stream (e.g. removed by its limits).
     #[error("chunk {sequence} of {call_id} is missing")]
@@ -32,17 +33,34 @@ pub enum ReassemblyError {
         /// The first missing chunk.
         sequence: u32,
     },
-    /// The chunks do not add up to the file the final chunk describes.
-    #[error("the chunks of {call_id} do not match its final chunk: {reason}")]
-    Mismatch {
+    /// The chunks do not add up to the size the final chunk gives.
+    #[error("the chunks of {call_id} hold {actual} bytes, the final chunk says {expected}")]
+    SizeMismatch {
         /// The call.
         call_id: String,
-        /// Which check failed.
-        reason: String,
+        /// Bytes in the chunks.
+        actual: u64,
+        /// Bytes the final chunk gives.
+        expected: u64,
+    },
+    /// The chunks' SHA-256 is not the one the final chunk gives.
+    #[error("the chunks of {call_id} have SHA-256 {actual}, the final chunk says {expected}")]
+    DigestMismatch {
+        /// The call.
+        call_id: String,
+        /// The chunks' digest (hex).
+        actual: String,
+        /// The final chunk's digest (hex).
+        expected: String,
     },
 }
 
 impl ReassemblyError {
+    /// The machine-readable class, for dead letters and metrics.
+    pub fn kind(&self) -> &'static str {
+        "reassembly"
+    }
+
     /// True when trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, ReassemblyError::Nats { .. })
@@ -73,26 +91,23 @@ pub async fn reassemble(
         })?;
         file.extend_from_slice(&chunk);
     }
-    let mismatch = |reason: String| ReassemblyError::Mismatch {
-        call_id: last.call_id.clone(),
-        reason,
-    };
     if file.len() as u64 != last.total_size {
-        return Err(mismatch(format!(
-            "{} bytes, the final chunk says {}",
-            file.len(),
-            last.total_size
-        )));
+        return Err(ReassemblyError::SizeMismatch {
+            call_id: last.call_id.clone(),
+            actual: file.len() as u64,
+            expected: last.total_size,
+        });
     }
     let digest: String = Sha256::digest(&file)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     if !last.sha256.is_empty() && digest != last.sha256 {
-        return Err(mismatch(format!(
-            "SHA-256 {digest}, the final chunk says {}",
-            last.sha256
-        )));
+        return Err(ReassemblyError::DigestMismatch {
+            call_id: last.call_id.clone(),
+            actual: digest,
+            expected: last.sha256.clone(),
+        });
     }
     Ok(file.freeze())
 }
@@ -105,21 +120,21 @@ async fn read_earlier_chunks(
     last: &AudioPayloadEvent,
     chunks: &mut [Option<Bytes>],
 ) -> Result<(), ReassemblyError> {
-    let failed = |reason: String| ReassemblyError::Nats {
+    let failed = |source: async_nats::Error| ReassemblyError::Nats {
         call_id: last.call_id.clone(),
-        reason,
+        source,
     };
     let stream = js
         .get_stream(STREAM_CALLS_AUDIO)
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(e.into()))?;
     let mut info = stream
         .info_with_subjects(subject)
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(e.into()))?;
     let mut stored = 0;
     while let Some(entry) = info.next().await {
-        let (_, count) = entry.map_err(|e| failed(e.to_string()))?;
+        let (_, count) = entry.map_err(|e| failed(e.into()))?;
         stored += count;
     }
     let consumer = stream
@@ -129,16 +144,13 @@ async fn read_earlier_chunks(
             ..OrderedConfig::default()
         })
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(e.into()))?;
+    let mut messages = consumer.messages().await.map_err(|e| failed(e.into()))?;
     for _ in 0..stored {
         let Some(message) = messages.next().await else {
             break;
         };
-        let message = message.map_err(|e| failed(e.to_string()))?;
+        let message = message.map_err(|e| failed(e.into()))?;
         let Ok(event) = AudioPayloadEvent::decode(message.payload.as_ref()) else {
             continue;
         };

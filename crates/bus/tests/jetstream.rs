@@ -231,7 +231,7 @@ async fn dead_letter_terms_the_original_and_records_why() {
 
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
     let failure = Failure {
-        kind: "cdn_not_found".into(),
+        kind: "cdn_not_found",
         reason: "CDN answered 404 for 600 s".into(),
         call_id: Some(id.clone()),
     };
@@ -275,7 +275,7 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_message_to_retry() {
 
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
     let failure = Failure {
-        kind: "poison".into(),
+        kind: "poison",
         reason: "bad".into(),
         call_id: None,
     };
@@ -307,7 +307,7 @@ async fn poison_payloads_are_dead_lettered_with_the_shard_from_the_subject() {
     let error = delivery.decode::<LiveCallEnvelope>().unwrap_err();
     assert!(matches!(error, DecodeError::Malformed { .. }));
     let failure = Failure {
-        kind: "poison".into(),
+        kind: "poison",
         reason: error.to_string(),
         call_id: None,
     };

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bcfy_broadcastify::ClientConfig;
+use bcfy_bus::Backoff;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::subject::ALL_LIVE;
 use bcfy_bus::topology::{CONSUMER_AUDIO_FETCHER, CONSUMER_TRANSCRIBER, TopologyConfig};
@@ -98,6 +99,18 @@ pub struct AudioConfig {
     pub transcriber_consumer: String,
     /// Transcriber backlog above which downloads pause.
     pub transcriber_backlog_threshold: u64,
+}
+
+impl AudioConfig {
+    /// NAK delays while the CDN answers 404 (the audio is not written yet).
+    pub fn not_found_backoff(&self) -> Backoff {
+        Backoff::new(self.not_found_initial_delay, self.not_found_max_delay)
+    }
+
+    /// NAK delays after a transient failure.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff::new(self.retry_initial_delay, self.retry_max_delay)
+    }
 }
 
 impl Default for AudioConfig {

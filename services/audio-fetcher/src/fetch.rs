@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use bcfy_broadcastify::error::{AudioDownloadError, Error as ClientError};
 use bcfy_broadcastify::{AudioPiece, Client};
-use bcfy_bus::consume::growing_delay;
+use bcfy_bus::consume::POISON;
 use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, Stage, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, LiveCallEnvelope};
 use tokio::time::Instant;
@@ -14,6 +14,28 @@ use tracing::Instrument as _;
 
 use crate::config::AudioConfig;
 use crate::metrics::Metrics;
+
+/// Why the fetcher gives a call up for good (besides poison and the client's own errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The call names no audio the CDN could serve.
+    NoUrl,
+    /// The CDN served an empty file.
+    Empty,
+    /// The CDN still answers 404 after the call's grace.
+    NotFound,
+}
+
+impl Refusal {
+    /// The dead letter's and the metrics' class.
+    fn kind(self) -> &'static str {
+        match self {
+            Refusal::NoUrl => "audio_no_url",
+            Refusal::Empty => "audio_empty",
+            Refusal::NotFound => "cdn_not_found",
+        }
+    }
+}
 
 /// What every download task shares.
 #[derive(Debug, Clone)]
@@ -68,14 +90,14 @@ impl Fetcher {
             Ok(envelope) => envelope,
             Err(error) => {
                 return self
-                    .give_up(delivery, Failure::new("poison", error.to_string(), None))
+                    .give_up(delivery, Failure::new(POISON, error.to_string(), None))
                     .await;
             }
         };
         let Ok(call_id) = CallId::parse(&envelope.call_id) else {
             let reason = format!("`{}` is not a call id", envelope.call_id);
             return self
-                .give_up(delivery, Failure::new("poison", reason, None))
+                .give_up(delivery, Failure::new(POISON, reason, None))
                 .await;
         };
         let span = tracing::info_span!("fetch_audio", call_id = %call_id);
@@ -90,7 +112,7 @@ impl Fetcher {
             return self
                 .give_up(
                     delivery,
-                    Failure::new("poison", "the envelope has no call", Some(&call_id)),
+                    Failure::new(POISON, "the envelope has no call", Some(&call_id)),
                 )
                 .await;
         };
@@ -104,7 +126,7 @@ impl Fetcher {
                 return self
                     .give_up(
                         delivery,
-                        Failure::new("poison", "no sid or talkgroup", Some(&call_id)),
+                        Failure::new(POISON, "no sid or talkgroup", Some(&call_id)),
                     )
                     .await;
             }
@@ -115,7 +137,7 @@ impl Fetcher {
                 return self
                     .give_up(
                         delivery,
-                        Failure::new("audio_no_url", error.to_string(), Some(&call_id)),
+                        Failure::new(Refusal::NoUrl.kind(), error.to_string(), Some(&call_id)),
                     )
                     .await;
             }
@@ -145,7 +167,7 @@ impl Fetcher {
                 self.metrics.in_flight.dec();
                 drop(heartbeat);
                 let reason = Failure::new(
-                    "audio_empty",
+                    Refusal::Empty.kind(),
                     "the CDN served an empty file",
                     Some(&call_id),
                 );
@@ -181,11 +203,7 @@ impl Fetcher {
             }
             Err(error) => {
                 self.metrics.retries.with_label_values(&["publish"]).inc();
-                let delay = growing_delay(
-                    self.config.retry_initial_delay,
-                    self.config.retry_max_delay,
-                    delivery.attempt(),
-                );
+                let delay = self.config.retry_backoff().delay(delivery.attempt());
                 tracing::warn!(error = %error, retry_in = ?delay, "Publishing audio failed; retrying.");
                 delivery.nak_or_wait(delay).await;
             }
@@ -219,19 +237,15 @@ impl Fetcher {
                 return self
                     .give_up(
                         delivery,
-                        Failure::new("cdn_not_found", reason, Some(call_id)),
+                        Failure::new(Refusal::NotFound.kind(), reason, Some(call_id)),
                     )
                     .await;
             }
             self.metrics
                 .retries
-                .with_label_values(&["cdn_not_found"])
+                .with_label_values(&[Refusal::NotFound.kind()])
                 .inc();
-            let delay = growing_delay(
-                self.config.not_found_initial_delay,
-                self.config.not_found_max_delay,
-                attempt,
-            );
+            let delay = self.config.not_found_backoff().delay(attempt);
             tracing::debug!(retry_in = ?delay, attempt, "Audio not on the CDN yet.");
             return delivery.nak_or_wait(delay).await;
         }
@@ -242,13 +256,9 @@ impl Fetcher {
                 .retries
                 .with_label_values(&[error.kind()])
                 .inc();
-            let delay = hint.retry_after.unwrap_or_else(|| {
-                growing_delay(
-                    self.config.retry_initial_delay,
-                    self.config.retry_max_delay,
-                    attempt,
-                )
-            });
+            let delay = hint
+                .retry_after
+                .unwrap_or_else(|| self.config.retry_backoff().delay(attempt));
             tracing::warn!(error = %error, retry_in = ?delay, attempt, "Download failed; retrying.");
             return delivery.nak_or_wait(delay).await;
         }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bcfy_bus::Backoff;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::subject::ALL_AUDIO;
 use bcfy_bus::topology::{CONSUMER_TRANSCRIBER, TopologyConfig};
@@ -141,6 +142,18 @@ pub struct ConsumerConfig {
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
     pub provider_backoff_max: Duration,
+}
+
+impl ConsumerConfig {
+    /// NAK delays after a transient failure of one call.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff::new(self.retry_initial_delay, self.retry_max_delay)
+    }
+
+    /// Pauses of the whole replica while the provider keeps failing.
+    pub fn provider_backoff(&self) -> Backoff {
+        Backoff::new(self.provider_backoff_initial, self.provider_backoff_max)
+    }
 }
 
 impl Default for ConsumerConfig {

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bcfy_bus::consume::growing_delay;
+use bcfy_bus::Backoff;
 use tokio::time::Instant;
 
 /// Shared by every task of one replica.
@@ -14,8 +14,7 @@ use tokio::time::Instant;
 pub(crate) struct ProviderGate {
     state: Arc<Mutex<State>>,
     after_failures: u32,
-    initial: Duration,
-    max: Duration,
+    backoff: Backoff,
 }
 
 #[derive(Debug, Default)]
@@ -25,12 +24,11 @@ struct State {
 }
 
 impl ProviderGate {
-    pub(crate) fn new(after_failures: u32, initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(after_failures: u32, backoff: Backoff) -> Self {
         Self {
             state: Arc::default(),
             after_failures: after_failures.max(1),
-            initial,
-            max,
+            backoff,
         }
     }
 
@@ -47,7 +45,9 @@ impl ProviderGate {
         let mut state = self.state.lock().expect("the gate lock is never poisoned");
         state.failures_in_a_row += 1;
         let over = state.failures_in_a_row.checked_sub(self.after_failures)?;
-        let pause = growing_delay(self.initial, self.max, u64::from(over) + 1)
+        let pause = self
+            .backoff
+            .delay(u64::from(over) + 1)
             .max(retry_after.unwrap_or_default());
         state.closed_until = Some(Instant::now() + pause);
         Some(pause)
@@ -65,7 +65,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_gate_closes_after_repeated_failures_and_opens_on_success() {
-        let gate = ProviderGate::new(2, Duration::from_secs(1), Duration::from_secs(8));
+        let gate = ProviderGate::new(
+            2,
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(8)),
+        );
         assert_eq!(gate.failed(None), None, "one failure is not a pattern");
         assert_eq!(gate.wait(), Duration::ZERO);
         assert_eq!(gate.failed(None), Some(Duration::from_secs(1)));

@@ -78,8 +78,7 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
     let worker = bus.worker(&spec, concurrency).await?;
     let gate = gate::ProviderGate::new(
         consumer_config.provider_backoff_after,
-        consumer_config.provider_backoff_initial,
-        consumer_config.provider_backoff_max,
+        consumer_config.provider_backoff(),
     );
     let transcriber = Arc::new(transcribe::Transcriber {
         js: bus.js.clone(),

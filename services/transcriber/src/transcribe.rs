@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
-use bcfy_bus::consume::growing_delay;
+use bcfy_bus::consume::POISON;
 use bcfy_bus::reassemble::reassemble;
 use bcfy_bus::subject::{self, ParsedSubject};
 use bcfy_bus::{CallId, Delivery, Failure, Publisher, Stage};
@@ -39,14 +39,14 @@ impl Transcriber {
             Ok(event) => event,
             Err(error) => {
                 return self
-                    .give_up(delivery, Failure::new("poison", error.to_string(), None))
+                    .give_up(delivery, Failure::new(POISON, error.to_string(), None))
                     .await;
             }
         };
         let Ok(ParsedSubject::Audio(shard, call_id)) = delivery.subject().parse() else {
             let reason = format!("`{}` is not an audio subject", delivery.subject());
             return self
-                .give_up(delivery, Failure::new("poison", reason, None))
+                .give_up(delivery, Failure::new(POISON, reason, None))
                 .await;
         };
         if !event.r#final {
@@ -85,7 +85,7 @@ impl Transcriber {
                     .failures
                     .with_label_values(&["reassembly"])
                     .inc();
-                let reason = Failure::new("reassembly", error.to_string(), Some(&call_id));
+                let reason = Failure::new(error.kind(), error.to_string(), Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
         };
@@ -175,13 +175,8 @@ impl Transcriber {
 
     /// NAK after `asked` (the provider's `Retry-After`) or a delay growing with the attempt.
     async fn retry(&self, delivery: Delivery, asked: Option<Duration>) {
-        let delay = asked.unwrap_or_else(|| {
-            growing_delay(
-                self.consumer.retry_initial_delay,
-                self.consumer.retry_max_delay,
-                delivery.attempt(),
-            )
-        });
+        let delay =
+            asked.unwrap_or_else(|| self.consumer.retry_backoff().delay(delivery.attempt()));
         delivery.nak_or_wait(delay).await;
     }
 
