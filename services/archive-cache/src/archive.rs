@@ -7,16 +7,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bcfy_broadcastify::archive::{BLOCK_SECONDS, block_start};
-use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
+use bcfy_broadcastify::archive::BLOCK_SECONDS;
+use bcfy_broadcastify::error::{AuthenticationError, Endpoint, Error as ClientError, ParseError};
 use bcfy_broadcastify::{ArchiveBlock, ArchiveFetch, Client, GroupKey, Validators};
 use bcfy_proto::{ArchiveResult, CachedArchiveBlock, TimeWindow};
-use bcfy_upstream::UpstreamGate;
+use bcfy_upstream::{GateError, UpstreamGate};
 use tokio::time::Instant;
 
 use crate::cache::{BlockCache, BlockKey, CacheError};
 use crate::config::CacheConfig;
 use crate::metrics::Metrics;
+use crate::request::InvalidRequest;
 
 /// How often a replica waiting for another's fetch looks at the cache again.
 const WAIT_STEP: Duration = Duration::from_millis(20);
@@ -25,112 +26,76 @@ const WAIT_STEP: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ArchiveError {
     /// The request itself is wrong.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    #[error("invalid argument")]
+    InvalidArgument(#[from] InvalidRequest),
     /// The upstream refuses this service's account (bad credentials, or no archive access).
-    #[error("the upstream refuses the account: {0}")]
-    PermissionDenied(String),
+    #[error("the upstream refuses the account")]
+    PermissionDenied(#[source] Arc<ClientError>),
     /// The upstream answered something that is not an archive block.
-    #[error("the upstream answer is unreadable: {0}")]
-    UpstreamUnreadable(String),
-    /// Not now: the upstream asked to back off, the request budget is spent, or the upstream
-    /// or the cache cannot be reached.
-    #[error("unavailable: {reason}")]
+    #[error("the upstream answer is unreadable")]
+    UpstreamUnreadable(#[source] Arc<ClientError>),
+    /// Not now: see [`Unavailable`].
+    #[error("unavailable")]
     Unavailable {
         /// What is unavailable.
-        reason: String,
+        #[source]
+        reason: Unavailable,
         /// When to try again, if known.
         retry_after: Option<Duration>,
     },
 }
 
+/// What keeps a block from being served now (a retry later may succeed).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    /// The upstream asked every replica to back off.
+    #[error("the upstream asked every replica to back off")]
+    BackingOff,
+    /// The fleet's request budget is spent for longer than a request may wait.
+    #[error("the upstream request budget is spent")]
+    BudgetSpent,
+    /// Another replica claimed the fetch of this block and did not finish it in time.
+    #[error("another replica's fetch of this block did not finish")]
+    PeerFetchUnfinished,
+    /// The upstream failed (transport, status, stall).
+    #[error("the upstream failed")]
+    Upstream(#[source] Arc<ClientError>),
+    /// The fleet's budget and back-off could not be read.
+    #[error("the shared request budget is unreachable")]
+    Gate(#[source] Arc<GateError>),
+    /// The shared cache could not be used.
+    #[error("the shared cache is unreachable")]
+    Cache(#[source] Arc<CacheError>),
+}
+
+impl ArchiveError {
+    fn unavailable(reason: Unavailable, retry_after: Option<Duration>) -> Self {
+        ArchiveError::Unavailable {
+            reason,
+            retry_after,
+        }
+    }
+}
+
 impl From<CacheError> for ArchiveError {
     fn from(error: CacheError) -> Self {
-        ArchiveError::Unavailable {
-            reason: error.to_string(),
-            retry_after: None,
-        }
+        ArchiveError::unavailable(Unavailable::Cache(Arc::new(error)), None)
     }
 }
 
 fn from_client(error: ClientError) -> ArchiveError {
+    let retry_after = error.retry_hint().retry_after;
     match error {
-        ClientError::Authentication(
-            reason @ (AuthenticationError::InvalidCredentials | AuthenticationError::NoCredentials),
-        ) => ArchiveError::PermissionDenied(reason.to_string()),
-        // The client already logged in again once; a second refusal is about the account.
-        error @ ClientError::SessionRejected { .. } => ArchiveError::PermissionDenied(format!(
-            "{error}, also with a fresh session (an account without archive access?)"
-        )),
+        // A refused session was already retried once with a fresh one: it is about the account.
+        error @ (ClientError::Authentication(
+            AuthenticationError::InvalidCredentials | AuthenticationError::NoCredentials,
+        )
+        | ClientError::SessionRejected { .. }) => ArchiveError::PermissionDenied(Arc::new(error)),
         error @ ClientError::ResponseParsing { .. } => {
-            ArchiveError::UpstreamUnreadable(error.to_string())
+            ArchiveError::UpstreamUnreadable(Arc::new(error))
         }
-        error => ArchiveError::Unavailable {
-            retry_after: error.retry_hint().retry_after,
-            reason: error.to_string(),
-        },
+        error => ArchiveError::unavailable(Unavailable::Upstream(Arc::new(error)), retry_after),
     }
-}
-
-/// Validates a request: ids positive, time not before the epoch.
-///
-/// # Errors
-///
-/// [`ArchiveError::InvalidArgument`] saying which field is wrong.
-pub fn block_key(sid: i64, tg: i64, time: i64) -> Result<BlockKey, ArchiveError> {
-    if sid <= 0 {
-        return Err(ArchiveError::InvalidArgument(format!(
-            "sid {sid} must be positive"
-        )));
-    }
-    if tg <= 0 {
-        return Err(ArchiveError::InvalidArgument(format!(
-            "talkgroup {tg} must be positive"
-        )));
-    }
-    if time < 0 {
-        return Err(ArchiveError::InvalidArgument(format!(
-            "time {time} is before 1970"
-        )));
-    }
-    Ok(BlockKey {
-        sid,
-        tg,
-        start: block_start(time),
-    })
-}
-
-/// The blocks from the one containing `start` to the one containing `end`.
-///
-/// # Errors
-///
-/// [`ArchiveError::InvalidArgument`] when the range is reversed or longer than `max_blocks`.
-pub fn block_range(
-    sid: i64,
-    tg: i64,
-    start: i64,
-    end: i64,
-    max_blocks: u32,
-) -> Result<Vec<BlockKey>, ArchiveError> {
-    let first = block_key(sid, tg, start)?;
-    let last = block_key(sid, tg, end)?;
-    if last.start < first.start {
-        return Err(ArchiveError::InvalidArgument(format!(
-            "end {end} is before start {start}"
-        )));
-    }
-    let count = (last.start - first.start) / BLOCK_SECONDS + 1;
-    if count > i64::from(max_blocks) {
-        return Err(ArchiveError::InvalidArgument(format!(
-            "{count} blocks asked, at most {max_blocks} per request"
-        )));
-    }
-    Ok((0..count)
-        .map(|i| BlockKey {
-            start: first.start + i * BLOCK_SECONDS,
-            ..first
-        })
-        .collect())
 }
 
 fn epoch_seconds(at: SystemTime) -> i64 {
@@ -341,10 +306,10 @@ impl<C: BlockCache> Archive<C> {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    return Err(ArchiveError::Unavailable {
-                        reason: "another replica's fetch of this block did not finish".to_owned(),
-                        retry_after: None,
-                    });
+                    return Err(ArchiveError::unavailable(
+                        Unavailable::PeerFetchUnfinished,
+                        None,
+                    ));
                 }
             }
         }
@@ -399,9 +364,13 @@ impl<C: BlockCache> Archive<C> {
                     (entry, true)
                 }
                 None => {
-                    return Err(ArchiveError::UpstreamUnreadable(
-                        "304 Not Modified to an unconditional request".to_owned(),
-                    ));
+                    return Err(ArchiveError::UpstreamUnreadable(Arc::new(
+                        ClientError::ResponseParsing {
+                            endpoint: Endpoint::Archive,
+                            reason: ParseError::UnexpectedNotModified,
+                            snippet: String::new(),
+                        },
+                    )));
                 }
             },
             Err(error) => {
@@ -440,26 +409,23 @@ impl<C: BlockCache> Archive<C> {
 
     /// Waits for the fleet's back-off and request budget, or says how long to wait.
     async fn wait_for_budget(&self) -> Result<(), ArchiveError> {
-        let unavailable = |reason: &str, wait| ArchiveError::Unavailable {
-            reason: reason.to_owned(),
-            retry_after: Some(wait),
-        };
-        let gate_down = |error: bcfy_upstream::GateError| ArchiveError::Unavailable {
-            reason: error.to_string(),
-            retry_after: None,
-        };
+        let gate_down =
+            |error: GateError| ArchiveError::unavailable(Unavailable::Gate(Arc::new(error)), None);
         if let Some(wait) = self.gate.backoff_remaining().await.map_err(gate_down)? {
             self.metrics.budget_waits.inc();
-            return Err(unavailable(
-                "the upstream asked every replica to back off",
-                wait,
+            return Err(ArchiveError::unavailable(
+                Unavailable::BackingOff,
+                Some(wait),
             ));
         }
         let waited_until = Instant::now() + self.budget_wait_max;
         while let Some(wait) = self.gate.try_take().await.map_err(gate_down)? {
             self.metrics.budget_waits.inc();
             if Instant::now() + wait > waited_until {
-                return Err(unavailable("the upstream request budget is spent", wait));
+                return Err(ArchiveError::unavailable(
+                    Unavailable::BudgetSpent,
+                    Some(wait),
+                ));
             }
             tokio::time::sleep(wait).await;
         }
@@ -489,45 +455,5 @@ fn to_result(key: BlockKey, block: ArchiveBlock, now: SystemTime) -> ArchiveResu
         upstream_end: block.end.unwrap_or_default(),
         server_time: block.server_time.unwrap_or_default(),
         raw: block.raw.to_vec(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_are_validated_and_floored() {
-        let key = block_key(7001, 2345, 1_767_225_600 + 1_000).expect("valid");
-        assert_eq!(key.start, 1_767_225_600);
-        assert!(matches!(
-            block_key(0, 1, 1),
-            Err(ArchiveError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            block_key(1, -5, 1),
-            Err(ArchiveError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            block_key(1, 1, -1),
-            Err(ArchiveError::InvalidArgument(_))
-        ));
-    }
-
-    #[test]
-    fn ranges_cover_every_block_and_have_limits() {
-        let blocks = block_range(1, 2, 1_800, 1_800 * 3 + 5, 10).expect("valid");
-        assert_eq!(
-            blocks.iter().map(|k| k.start).collect::<Vec<_>>(),
-            [1_800, 3_600, 5_400]
-        );
-        assert!(matches!(
-            block_range(1, 2, 5_400, 1_800, 10),
-            Err(ArchiveError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            block_range(1, 2, 0, 1_800 * 10, 10),
-            Err(ArchiveError::InvalidArgument(_))
-        ));
     }
 }

@@ -37,11 +37,17 @@ impl BlockKey {
 
 /// Why the cache could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("the archive cache store failed: {0}")]
-pub struct CacheError(String);
+pub enum CacheError {
+    /// NATS refused or could not be reached.
+    #[error("the archive cache store failed")]
+    Store(#[source] async_nats::Error),
+    /// An entry in the bucket is not a `CachedArchiveBlock`.
+    #[error("an archive cache entry is unreadable")]
+    Unreadable(#[source] prost::DecodeError),
+}
 
-fn cache_error(error: impl std::fmt::Display) -> CacheError {
-    CacheError(error.to_string())
+fn cache_error(error: impl Into<async_nats::Error>) -> CacheError {
+    CacheError::Store(error.into())
 }
 
 /// A store of blocks shared by every replica.
@@ -114,7 +120,7 @@ impl BlockCache for KvBlockCache {
         };
         CachedArchiveBlock::decode(bytes)
             .map(Some)
-            .map_err(cache_error)
+            .map_err(CacheError::Unreadable)
     }
 
     async fn put(&self, key: BlockKey, entry: &CachedArchiveBlock) -> Result<(), CacheError> {

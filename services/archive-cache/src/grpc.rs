@@ -5,6 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bcfy_broadcastify::error::Error as ClientError;
 use bcfy_bus::trace_context;
 use bcfy_proto::archive_service_server::ArchiveService;
 use bcfy_proto::{
@@ -15,9 +16,10 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::archive::{Archive, ArchiveError, block_key, block_range};
+use crate::archive::{Archive, ArchiveError};
 use crate::cache::BlockCache;
 use crate::metrics::Metrics;
+use crate::request::{block_key, block_range};
 
 /// The gRPC face of an [`Archive`].
 #[derive(Debug)]
@@ -40,17 +42,23 @@ impl<C> GrpcArchive<C> {
 
 /// The gRPC status for an [`ArchiveError`].
 pub fn status(error: &ArchiveError) -> Status {
+    let message = chain(error);
     match error {
-        ArchiveError::InvalidArgument(reason) => Status::invalid_argument(reason.clone()),
-        ArchiveError::PermissionDenied(reason) => Status::permission_denied(reason.clone()),
-        ArchiveError::UpstreamUnreadable(reason) => {
-            Status::internal(format!("upstream_unreadable: {reason}"))
+        ArchiveError::InvalidArgument(_) => Status::invalid_argument(message),
+        ArchiveError::PermissionDenied(cause) => {
+            if matches!(**cause, ClientError::SessionRejected { .. }) {
+                Status::permission_denied(format!(
+                    "{message} (refused again with a fresh session: an account without archive access?)"
+                ))
+            } else {
+                Status::permission_denied(message)
+            }
         }
-        ArchiveError::Unavailable {
-            reason,
-            retry_after,
-        } => {
-            let mut status = Status::unavailable(reason.clone());
+        ArchiveError::UpstreamUnreadable(_) => {
+            Status::internal(format!("upstream_unreadable: {message}"))
+        }
+        ArchiveError::Unavailable { retry_after, .. } => {
+            let mut status = Status::unavailable(message);
             if let Some(wait) = retry_after
                 && let Ok(value) = wait.as_millis().to_string().parse()
             {
@@ -59,6 +67,18 @@ pub fn status(error: &ArchiveError) -> Status {
             status
         }
     }
+}
+
+/// `error` and each of its causes, `: `-separated: what a client is told.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 impl<C> GrpcArchive<C> {
@@ -101,7 +121,7 @@ impl<C: BlockCache> ArchiveService for GrpcArchive<C> {
         let request = request.into_inner();
         let answer = match block_key(request.sid, request.talkgroup, request.time) {
             Ok(key) => self.archive.get(key).instrument(span).await,
-            Err(error) => Err(error),
+            Err(invalid) => Err(invalid.into()),
         };
         self.answered(&answer.as_ref().map(drop));
         answer
@@ -128,6 +148,7 @@ impl<C: BlockCache> ArchiveService for GrpcArchive<C> {
             request.end,
             self.max_range_blocks,
         )
+        .map_err(ArchiveError::from)
         .inspect_err(|error| self.answered(&Err(error)))
         .map_err(|error| status(&error))?;
         self.answered(&Ok(()));

@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`config`]: the settings;
+//! - [`request`]: every request checked at the API edge, the same for gRPC and NATS;
 //! - [`archive`]: freshness, single-flight across replicas, the upstream fetch, [`ArchiveError`];
 //! - [`cache`]: the [`BlockCache`] trait and its KV implementation;
 //! - [`grpc`]: `broadcastify.v1.ArchiveService`, with health and reflection;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod grpc;
 pub mod metrics;
 pub mod nats_api;
+pub mod request;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -21,11 +21,12 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::archive::{Archive, ArchiveError, block_key, block_range};
+use crate::archive::{Archive, ArchiveError};
 use crate::cache::BlockCache;
 use crate::config::NatsServiceConfig;
 use crate::grpc::status;
 use crate::metrics::Metrics;
+use crate::request::{self, block_key, block_range};
 
 /// Why the NATS service could not start or stop.
 #[derive(Debug, thiserror::Error)]
@@ -61,9 +62,7 @@ enum Query {
 }
 
 async fn get<C: BlockCache>(archive: &Archive<C>, payload: &[u8]) -> Result<Bytes, ArchiveError> {
-    let request = GetArchivedCallsRequest::decode(payload).map_err(|e| {
-        ArchiveError::InvalidArgument(format!("not a GetArchivedCallsRequest: {e}"))
-    })?;
+    let request: GetArchivedCallsRequest = request::decode(payload)?;
     let key = block_key(request.sid, request.talkgroup, request.time)?;
     let result = archive.get(key).await?;
     Ok(Bytes::from(
@@ -79,9 +78,7 @@ async fn range<C: BlockCache>(
     payload: &[u8],
     max_blocks: u32,
 ) -> Result<Bytes, ArchiveError> {
-    let request = StreamArchivedCallsRequest::decode(payload).map_err(|e| {
-        ArchiveError::InvalidArgument(format!("not a StreamArchivedCallsRequest: {e}"))
-    })?;
+    let request: StreamArchivedCallsRequest = request::decode(payload)?;
     let keys = block_range(
         request.sid,
         request.talkgroup,
