@@ -1,6 +1,7 @@
-//! The poller's `serve` in-process against a real `nats-server` and `bcfy-sim` over HTTP.
+//! The poller's `run` in-process against a real `nats-server` and `bcfy-sim` over HTTP.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
@@ -33,14 +34,38 @@ struct Harness {
     nats: NatsServer,
     sim: Simulator,
     js: jetstream::Context,
+    /// Every envelope the poller sent, by `Nats-Msg-Id`, as seen on the wire: a plain
+    /// subscriber gets each publish, including those the stream drops as duplicates.
+    sent: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 async fn harness() -> Harness {
     bcfy_test_support::trace_init();
     let nats = NatsServer::start().await;
     let sim = Simulator::start(SimConfig::for_tests()).await.unwrap();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    Harness { nats, sim, js }
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let sent = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut wire = client.subscribe("calls.live.>").await.unwrap();
+    client.flush().await.unwrap();
+    let counts = Arc::clone(&sent);
+    tokio::spawn(async move {
+        while let Some(message) = wire.next().await {
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            *counts.lock().unwrap().entry(id).or_insert(0) += 1;
+        }
+    });
+    let js = jetstream::new(client);
+    Harness {
+        nats,
+        sim,
+        js,
+        sent,
+    }
 }
 
 fn shard(name: &str, (sid, tg): (i64, i64)) -> ShardConfig {
@@ -138,6 +163,41 @@ impl Harness {
             .key
     }
 
+    /// How often the poller sent call `key`.
+    fn sends(&self, key: &str) -> usize {
+        self.sent.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    /// Waits until each of `keys` was sent once (and nothing else of the shard's calls).
+    async fn expect_sent_once(&self, keys: &BTreeSet<String>) {
+        let sent = eventually(PATIENCE, "each call on the wire", || async {
+            let sent = self.sent.lock().unwrap().clone();
+            keys.iter().all(|k| sent.contains_key(k)).then_some(sent)
+        })
+        .await;
+        for key in keys {
+            assert_eq!(sent[key], 1, "{key} was sent {} times", sent[key]);
+        }
+        assert_eq!(
+            sent.len(),
+            keys.len(),
+            "more calls sent than expected: {sent:?}"
+        );
+    }
+
+    /// The shard's saved cursor, once it is `expected`.
+    async fn expect_cursor(&self, shard: &str, expected: f64) -> f64 {
+        let cursors = Cursors::new(self.js.get_key_value(KV_POLLER_CURSORS).await.unwrap());
+        eventually(PATIENCE, "the cursor to be saved", || async {
+            cursors
+                .load(shard)
+                .await
+                .unwrap()
+                .filter(|c| *c == expected)
+        })
+        .await
+    }
+
     fn live_requests(&self) -> Vec<bcfy_simulator::RecordedRequest> {
         self.sim
             .requests()
@@ -164,22 +224,54 @@ fn start(config: PollerConfig) -> Running {
 #[tokio::test]
 async fn every_call_once_and_an_exact_resume_after_a_kill() {
     let h = harness().await;
-    let mut keys: BTreeSet<String> = (0..5).map(|_| h.add(FIRE)).collect();
+    let first: Vec<_> = (0..5).map(|_| h.add_at(FIRE, recent_ts() - 30)).collect();
     h.add(LAW); // not this shard's
-    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    let config = h.config("a", vec![shard("fire", FIRE)]);
+    let overlap = config.live_producer.overlap.as_secs_f64();
+    let poller = start(config.clone());
+    let mut keys: BTreeSet<String> = first.iter().map(|e| e.key.clone()).collect();
     h.expect_published(&keys).await;
+    // Counted where the poller sends, not in the stream, whose dedup would hide a second send.
+    h.expect_sent_once(&keys).await;
+    assert_eq!(
+        poller.metric("bcfy_live_producer_dispatched_total", None),
+        5.0
+    );
+    // The cursor covers every call published, so the next holder has nothing to redo.
+    let newest = first.iter().map(|e| e.ts).max().unwrap();
+    let cursor = h.expect_cursor("fire", newest as f64 + 1.0).await;
     poller.kill();
 
-    keys.extend((0..3).map(|_| h.add(FIRE)));
+    let resumed_at = h.live_requests().len();
+    let mut new: BTreeSet<String> = (0..3).map(|_| h.add(FIRE)).collect();
     // A late call, its ts already behind the cursor: the look-back catches it.
     let late = h.sim.add_call(CallSpec {
         talkgroup: Some(FIRE),
         late_by: Some(Duration::from_secs(40)),
         ..CallSpec::default()
     });
-    keys.insert(late.key);
-    let poller = start(h.config("a", vec![shard("fire", FIRE)]));
+    new.insert(late.key);
+    keys.extend(new.iter().cloned());
+    let poller = start(config);
     h.expect_published(&keys).await;
+    // Resumed exactly where it stopped: no initial page, polls from the saved cursor.
+    let resumed = &h.live_requests()[resumed_at..];
+    assert!(resumed.iter().all(|r| r.form_field("doInit") == Some("0")));
+    let from_cursor = format!("{:.3}", cursor - overlap);
+    assert!(
+        resumed
+            .iter()
+            .any(|r| r.form_field("pos") == Some(from_cursor.as_str())),
+        "no poll from the saved cursor ({from_cursor})"
+    );
+    // Each new call went out once, and only they were new to the stream.
+    for key in &new {
+        assert_eq!(h.sends(key), 1, "{key}");
+    }
+    assert_eq!(
+        poller.metric("bcfy_live_producer_dispatched_total", None),
+        4.0
+    );
     let envelope = h.published().await.pop().unwrap();
     assert_eq!(envelope.shard_name, "fire");
     assert_eq!(envelope.shard_key.unwrap().talkgroup_id, FIRE.1);
@@ -609,9 +701,24 @@ async fn shutdown_finishes_the_poll_in_flight() {
     })
     .await;
     poller.stop().await.unwrap();
-    // Stopped cleanly: whatever it published, its cursor covers; a restart adds the rest once.
+    // Stopped cleanly: the poll in flight finished, so its cursor covers whatever it published
+    // and every call below the cursor is in the stream (none abandoned).
+    let published: BTreeSet<String> = h.published().await.into_iter().map(|e| e.call_id).collect();
+    let cursors = Cursors::new(h.js.get_key_value(KV_POLLER_CURSORS).await.unwrap());
+    let cursor = cursors.load("fire").await.unwrap().expect("a cursor saved");
+    let ledger = h.sim.ledger();
+    for entry in ledger.iter().filter(|e| (e.ts as f64) < cursor) {
+        assert!(
+            published.contains(&entry.key),
+            "{} is below the cursor but not published",
+            entry.key
+        );
+    }
+    // A restart adds the rest, each new to the stream once.
     let poller = start(h.config("a", vec![shard("fire", FIRE)]));
     h.expect_published(&keys).await;
+    let added = poller.metric("bcfy_live_producer_dispatched_total", None);
+    assert_eq!(added as usize, keys.len() - published.len());
     poller.stop().await.unwrap();
 }
 
