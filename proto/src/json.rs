@@ -6,7 +6,7 @@
 //! call back gives the same JSON value as the input (key order aside), which is what lets
 //! downstream consumers see everything the upstream sent even when Broadcastify adds fields.
 //!
-//! The key names follow `broadcastify-protocol.md` §3.4-3.5 (note the hyphen in `call-ttl` and the
+//! The key names follow `docs/protocol.md` §3.4–3.5 (note the hyphen in `call-ttl` and the
 //! camel case of `systemId`, `siteId`, `tgId`, `tgCid`, `freqList`, `srcList`).
 
 use std::collections::BTreeMap;

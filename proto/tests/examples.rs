@@ -1,4 +1,4 @@
-//! The reconstructed live-calls and archive answers of `broadcastify-protocol.md` (§3.6, §4) parse
+//! The reconstructed live-calls and archive answers of `docs/protocol.md` (§3.6, §4) parse
 //! into [`Call`] with every documented field typed, and write back to the same JSON value.
 
 use bcfy_proto::Call;

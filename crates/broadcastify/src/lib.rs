@@ -2,8 +2,8 @@
 //! calls, archived 30-minute blocks, and call audio on the CDN. It needs no NATS and is the
 //! embeddable API of the project; the services build on it.
 //!
-//! Where the spec (`seeds/001`, §3) and the protocol document (real captures) differ, this
-//! crate follows the protocol document and says so at the spot.
+//! Where the specification (`docs/spec.md` §3) and the real site (`docs/protocol.md`) differ,
+//! this crate follows the site and says so at the spot.
 //!
 //! # Layout
 //!

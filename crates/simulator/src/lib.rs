@@ -1,5 +1,5 @@
 //! A faithful Broadcastify Calls simulator: the website's login, live-calls and archive
-//! endpoints and the audio CDN on one address, behaving as `broadcastify-protocol.md` documents
+//! endpoints and the audio CDN on one address, behaving as `docs/protocol.md` documents
 //! the real ones (from captures), not as a client would like. It generates calls with real
 //! spoken audio, injects faults, and keeps a ledger of every call it made available so tests and
 //! benchmarks can check the pipeline lost and doubled nothing.

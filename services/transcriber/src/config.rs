@@ -2,7 +2,7 @@
 //! defaults (`enabled`, `provider`, `model` "whisper-1", `endpoint_url`, `api_key`, `language`
 //! "en", `max_concurrency` 2), plus what a real deployment needs: a request timeout, a prompt per
 //! talkgroup (radio vocabulary, unit names), and the two settings in which OpenAI-compatible
-//! servers differ (`model_field`, `response_format`; see `shared/docs/stt-offline.md` §10), and
+//! servers differ (`model_field`, `response_format`; see `docs/stt-providers.md`), and
 //! the built-in engine's `whisper.*` (model file or CTranslate2 directory, threads, decoding).
 
 use std::collections::BTreeMap;

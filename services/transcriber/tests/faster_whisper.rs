@@ -1,7 +1,7 @@
 //! The `openai` provider against a real OpenAI-compatible server, faster-whisper-server 0.0.3,
 //! on a real spoken clip: the multipart upload is decoded and transcribed by the server, with
 //! `model_field: model_name` (this server ignores OpenAI's `model` field, see
-//! `shared/docs/stt-offline.md` §10). Left at the default `model`, the server falls back to its
+//! `docs/stt-providers.md`). Left at the default `model`, the server falls back to its
 //! default name, refuses with a 400, and the error is permanent.
 
 mod support;
