@@ -12,7 +12,6 @@
 //! - [`publish`]: `Nats-Msg-Id`, `Content-Type`, trace context, awaited PubAck;
 //! - [`reassemble`]: a call's audio rebuilt from its chunks in the stream;
 //! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
-//! - [`worker`]: the bounded pull loop with hold-back and a draining shutdown;
 //! - [`trace_context`]: W3C trace context in NATS headers.
 
 pub mod backlog;
@@ -26,7 +25,6 @@ pub mod reassemble;
 pub mod subject;
 pub mod topology;
 pub mod trace_context;
-pub mod worker;
 
 pub use backoff::Backoff;
 pub use call_id::CallId;

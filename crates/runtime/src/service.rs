@@ -5,10 +5,12 @@
 //!
 //! # Layout
 //!
-//! - [`context`]: what a service is handed ([`Context`]), NATS with the topology ensured
-//!   ([`Bus`]), and durable consumers' pull loops ([`Worker`]).
+//! - [`context`]: what a service is handed ([`Context`]) and NATS with the topology ensured
+//!   ([`Bus`]);
+//! - [`worker`]: a durable consumer's bounded pull loop with hold-back and drain ([`Worker`]).
 
 pub mod context;
+pub mod worker;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -22,7 +24,8 @@ use clap::{ArgMatches, Command};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use context::{Bus, Context, StartError, Worker};
+pub use context::{Bus, Context, StartError};
+pub use worker::Worker;
 
 use crate::admin::{AdminConfig, AdminServer};
 use crate::cli::{self, Action, Refusal};

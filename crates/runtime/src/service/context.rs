@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, kv};
+use async_nats::jetstream::{self, kv};
+use bcfy_bus::Publisher;
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::ensure::{EnsureError, ensure_consumer, ensure_topology_retrying};
 use bcfy_bus::topology::{ConsumerSpec, Topology, TopologyConfig};
-use bcfy_bus::{Delivery, Publisher, worker};
 use tokio_util::sync::CancellationToken;
 
+use super::worker::Worker;
 use crate::admin::{Readiness, ReadinessLatch};
 
 /// Pause between attempts to set up the topology while NATS is not ready.
@@ -187,32 +188,6 @@ impl Bus {
                 consumer: spec.durable_name.clone(),
                 source,
             })?;
-        Ok(Worker {
-            messages,
-            concurrency,
-        })
-    }
-}
-
-/// A durable consumer's pull loop, ready to run.
-pub struct Worker {
-    messages: pull::Stream,
-    concurrency: usize,
-}
-
-impl Worker {
-    /// Handles deliveries, at most `concurrency` at once, until `shutdown`; then stops pulling
-    /// and waits for the handlers in flight, so every message taken is settled. While
-    /// `hold_back` asks for a pause, a delivery is handed back (NAK with that delay) instead.
-    pub async fn run<H, F>(
-        self,
-        shutdown: &CancellationToken,
-        hold_back: impl Fn() -> Option<Duration>,
-        handle: H,
-    ) where
-        H: Fn(Delivery) -> F,
-        F: Future<Output = ()> + Send + 'static,
-    {
-        worker::work(self.messages, self.concurrency, shutdown, hold_back, handle).await;
+        Ok(Worker::new(messages, concurrency))
     }
 }
