@@ -7,9 +7,12 @@
 //!
 //! - [`context`]: what a service is handed ([`Context`]) and NATS with the topology ensured
 //!   ([`Bus`]);
-//! - [`worker`]: a durable consumer's bounded pull loop with hold-back and drain ([`Worker`]).
+//! - [`worker`]: a durable consumer's bounded pull loop with hold-back and drain ([`Worker`]);
+//! - [`dead_letters`]: what a consuming stage gives up on, dead-lettered and counted
+//!   ([`DeadLetters`]).
 
 pub mod context;
+pub mod dead_letters;
 pub mod worker;
 
 use std::fmt::Display;
@@ -25,6 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use context::{Bus, Context, StartError};
+pub use dead_letters::DeadLetters;
 pub use worker::Worker;
 
 use crate::admin::{AdminConfig, AdminServer};

@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use bcfy_broadcastify::error::{AudioDownloadError, Error as ClientError};
 use bcfy_broadcastify::{AudioPiece, Client};
 use bcfy_bus::consume::POISON;
-use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, Stage, subject};
+use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, LiveCallEnvelope};
+use bcfy_runtime::service::DeadLetters;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -42,6 +43,7 @@ impl Refusal {
 pub(crate) struct Fetcher {
     pub(crate) client: Client,
     pub(crate) publisher: Publisher,
+    pub(crate) dead_letters: DeadLetters,
     pub(crate) config: AudioConfig,
     pub(crate) metrics: Metrics,
 }
@@ -86,19 +88,14 @@ pub(crate) fn audio_event(
 impl Fetcher {
     /// Handles one delivery to the end: it is acked, NAKed or dead-lettered before this returns.
     pub(crate) async fn handle(&self, delivery: Delivery) {
-        let envelope = match delivery.decode::<LiveCallEnvelope>() {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                return self
-                    .give_up(delivery, Failure::new(POISON, error.to_string(), None))
-                    .await;
-            }
+        let Some((delivery, envelope)) =
+            self.dead_letters.decode::<LiveCallEnvelope>(delivery).await
+        else {
+            return;
         };
         let Ok(call_id) = CallId::parse(&envelope.call_id) else {
             let reason = format!("`{}` is not a call id", envelope.call_id);
-            return self
-                .give_up(delivery, Failure::new(POISON, reason, None))
-                .await;
+            return self.dead_letters.poison(delivery, &reason).await;
         };
         let span = tracing::info_span!("fetch_audio", call_id = %call_id);
         delivery.follow_trace(&span);
@@ -270,13 +267,7 @@ impl Fetcher {
     }
 
     async fn give_up(&self, delivery: Delivery, failure: Failure) {
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&failure.kind])
-            .inc();
-        delivery
-            .dead_letter_or_retry(&self.publisher, Stage::AudioFetcher, failure)
-            .await;
+        self.dead_letters.give_up(delivery, failure).await;
     }
 }
 

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bcfy_broadcastify::Client;
+use bcfy_bus::Stage;
 use bcfy_bus::backlog::Backlog;
 use bcfy_bus::topology::{ConsumerSpec, STREAM_CALLS_AUDIO};
-use bcfy_runtime::service::{Context, StartError};
+use bcfy_runtime::service::{Context, DeadLetters, StartError};
 
 pub use config::{AudioConfig, FetcherConfig};
 
@@ -59,6 +60,11 @@ pub async fn run(config: FetcherConfig, context: Context) -> Result<(), FetcherE
     let fetcher = Arc::new(fetch::Fetcher {
         client: Client::new(config.broadcastify.clone())?,
         publisher: bus.publisher.clone(),
+        dead_letters: DeadLetters::new(
+            bus.publisher.clone(),
+            Stage::AudioFetcher,
+            metrics.dead_letters.clone(),
+        ),
         config: audio.clone(),
         metrics: metrics.clone(),
     });

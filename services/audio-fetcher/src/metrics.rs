@@ -1,6 +1,7 @@
 //! The audio fetcher's Prometheus metrics (`bcfy_audio_fetcher_*`).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use bcfy_runtime::metrics::MetricsBuilder;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Every metric the fetcher records.
 #[derive(Debug, Clone)]
@@ -30,59 +31,36 @@ impl Metrics {
     ///
     /// When a metric of the same name is already registered.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let name = |n: &str| format!("bcfy_audio_fetcher_{n}");
-        let downloads = IntCounterVec::new(
-            Opts::new(name("downloads_total"), "Downloads by outcome."),
-            &["outcome"],
-        )?;
-        let bytes = IntCounter::new(name("bytes_total"), "Audio bytes downloaded and published.")?;
-        let download_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                name("download_duration_seconds"),
-                "From the first CDN request to the last piece handed to NATS.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )?;
-        let retries = IntCounterVec::new(
-            Opts::new(name("retries_total"), "Redeliveries asked for, by reason."),
-            &["kind"],
-        )?;
-        let dead_letters = IntCounterVec::new(
-            Opts::new(name("dead_letters_total"), "Calls dead-lettered, by kind."),
-            &["kind"],
-        )?;
-        let in_flight = IntGauge::new(name("in_flight"), "Downloads in flight.")?;
-        let backpressure_pauses = IntCounter::new(
-            name("backpressure_pauses_total"),
-            "Pulls held back for the transcriber's backlog.",
-        )?;
-        let transcriber_backlog = IntGauge::new(
-            name("transcriber_backlog"),
-            "The transcriber consumer's latest backlog (pending plus unacknowledged).",
-        )?;
-        for metric in [
-            Box::new(downloads.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(bytes.clone()),
-            Box::new(download_seconds.clone()),
-            Box::new(retries.clone()),
-            Box::new(dead_letters.clone()),
-            Box::new(in_flight.clone()),
-            Box::new(backpressure_pauses.clone()),
-            Box::new(transcriber_backlog.clone()),
-        ] {
-            registry.register(metric)?;
-        }
+        let m = MetricsBuilder::new(registry, "bcfy_audio_fetcher");
         Ok(Self {
-            downloads,
-            bytes,
-            download_seconds,
-            retries,
-            dead_letters,
-            in_flight,
-            backpressure_pauses,
-            transcriber_backlog,
+            downloads: m.counter_vec("downloads_total", "Downloads by outcome.", &["outcome"])?,
+            bytes: m.counter("bytes_total", "Audio bytes downloaded and published.")?,
+            download_seconds: m.histogram(
+                "download_duration_seconds",
+                "From the first CDN request to the last piece handed to NATS.",
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )?,
+            retries: m.counter_vec(
+                "retries_total",
+                "Redeliveries asked for, by reason.",
+                &["kind"],
+            )?,
+            dead_letters: m.counter_vec(
+                "dead_letters_total",
+                "Calls dead-lettered, by kind.",
+                &["kind"],
+            )?,
+            in_flight: m.gauge("in_flight", "Downloads in flight.")?,
+            backpressure_pauses: m.counter(
+                "backpressure_pauses_total",
+                "Pulls held back for the transcriber's backlog.",
+            )?,
+            transcriber_backlog: m.gauge(
+                "transcriber_backlog",
+                "The transcriber consumer's latest backlog (pending plus unacknowledged).",
+            )?,
         })
     }
 }

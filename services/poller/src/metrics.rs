@@ -1,8 +1,7 @@
 //! The poller's Prometheus metrics (`bcfy_live_producer_*`, labelled by shard).
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use bcfy_runtime::metrics::MetricsBuilder;
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Every metric the poller records.
 #[derive(Debug, Clone)]
@@ -38,73 +37,45 @@ impl Metrics {
     ///
     /// When a metric of the same name is already registered.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let counter =
-            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-                let metric = IntCounterVec::new(
-                    Opts::new(format!("bcfy_live_producer_{name}"), help),
-                    labels,
-                )?;
-                registry.register(Box::new(metric.clone()))?;
-                Ok(metric)
-            };
-        let poll_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "bcfy_live_producer_poll_duration_seconds",
-                "Live-calls poll latency.",
-            )
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["shard"],
-        )?;
-        registry.register(Box::new(poll_seconds.clone()))?;
-        let downstream_backlog = IntGauge::new(
-            "bcfy_live_producer_downstream_backlog",
-            "Unfinished calls.live messages of the downstream consumer.",
-        )?;
-        registry.register(Box::new(downstream_backlog.clone()))?;
-        let lease_held = IntGaugeVec::new(
-            Opts::new(
-                "bcfy_live_producer_lease_held",
-                "1 while this replica polls the shard.",
-            ),
-            &["shard"],
-        )?;
-        registry.register(Box::new(lease_held.clone()))?;
+        let m = MetricsBuilder::new(registry, "bcfy_live_producer");
+        let by_shard = |name: &str, help: &str| m.counter_vec(name, help, &["shard"]);
         Ok(Self {
-            dispatched: counter(
-                "dispatched_total",
-                "Calls published to calls.live.",
+            dispatched: by_shard("dispatched_total", "Calls published to calls.live.")?,
+            duplicates: by_shard("duplicates_total", "Calls seen again and not republished.")?,
+            poll_seconds: m.histogram_vec(
+                "poll_duration_seconds",
+                "Live-calls poll latency.",
+                &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 &["shard"],
             )?,
-            duplicates: counter(
-                "duplicates_total",
-                "Calls seen again and not republished.",
-                &["shard"],
-            )?,
-            poll_seconds,
-            poll_errors: counter(
+            poll_errors: m.counter_vec(
                 "poll_errors_total",
                 "Failed polls by error kind.",
                 &["shard", "kind"],
             )?,
-            auth_failures: counter("auth_failures_total", "Refused logins.", &["shard"])?,
-            retries: counter("retries_total", "Retries after a failed poll.", &["shard"])?,
-            rate_limit_waits: counter(
+            auth_failures: by_shard("auth_failures_total", "Refused logins.")?,
+            retries: by_shard("retries_total", "Retries after a failed poll.")?,
+            rate_limit_waits: by_shard(
                 "rate_limit_waits_total",
                 "Waits for the budget or a back-off.",
-                &["shard"],
             )?,
-            backpressure_pauses: counter(
+            backpressure_pauses: by_shard(
                 "backpressure_pauses_total",
                 "Polls skipped for downstream backlog.",
-                &["shard"],
             )?,
-            dead_letters: counter(
+            dead_letters: by_shard(
                 "dead_letters_total",
                 "Unusable upstream records dead-lettered.",
+            )?,
+            downstream_backlog: m.gauge(
+                "downstream_backlog",
+                "Unfinished calls.live messages of the downstream consumer.",
+            )?,
+            lease_held: m.gauge_vec(
+                "lease_held",
+                "1 while this replica polls the shard.",
                 &["shard"],
             )?,
-            downstream_backlog,
-            lease_held,
         })
     }
 }

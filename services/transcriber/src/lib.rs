@@ -27,8 +27,9 @@ pub mod whisper;
 
 use std::sync::Arc;
 
+use bcfy_bus::Stage;
 use bcfy_bus::topology::ConsumerSpec;
-use bcfy_runtime::service::{Context, StartError};
+use bcfy_runtime::service::{Context, DeadLetters, StartError};
 
 pub use config::{TranscriberConfig, TranscriptionConfig};
 pub use error::TranscriptionError;
@@ -83,6 +84,11 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
     let transcriber = Arc::new(transcribe::Transcriber {
         js: bus.js.clone(),
         publisher: bus.publisher.clone(),
+        dead_letters: DeadLetters::new(
+            bus.publisher.clone(),
+            Stage::Transcriber,
+            metrics.dead_letters.clone(),
+        ),
         provider,
         settings: config.transcription.clone(),
         gate: gate.clone(),

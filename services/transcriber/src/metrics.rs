@@ -1,6 +1,7 @@
 //! Prometheus metrics of the transcriber (`bcfy_transcriber_*`).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use bcfy_runtime::metrics::MetricsBuilder;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Every metric the transcriber updates.
 #[derive(Debug, Clone)]
@@ -30,59 +31,36 @@ impl Metrics {
     ///
     /// When a metric of the same name is already registered.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let name = |n: &str| format!("bcfy_transcriber_{n}");
-        let transcriptions =
-            IntCounter::new(name("transcriptions_total"), "Transcripts published.")?;
-        let failures = IntCounterVec::new(
-            Opts::new(name("failures_total"), "Failed transcriptions, by kind."),
-            &["kind"],
-        )?;
-        let stt_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                name("stt_duration_seconds"),
-                "Seconds one provider request took.",
-            )
-            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
-        )?;
-        let real_time_factor = Histogram::with_opts(
-            HistogramOpts::new(
-                name("real_time_factor"),
-                "Provider seconds per second of audio.",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]),
-        )?;
-        let audio_seconds =
-            prometheus::Counter::new(name("audio_seconds_total"), "Seconds of audio transcribed.")?;
-        let in_flight = IntGauge::new(name("in_flight"), "Calls being transcribed.")?;
-        let dead_letters = IntCounterVec::new(
-            Opts::new(name("dead_letters_total"), "Calls dead-lettered, by kind."),
-            &["kind"],
-        )?;
-        let provider_pauses = IntCounter::new(
-            name("provider_pauses_total"),
-            "Pauses after repeated provider failures.",
-        )?;
-        for metric in [
-            Box::new(transcriptions.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(failures.clone()),
-            Box::new(stt_seconds.clone()),
-            Box::new(real_time_factor.clone()),
-            Box::new(audio_seconds.clone()),
-            Box::new(in_flight.clone()),
-            Box::new(dead_letters.clone()),
-            Box::new(provider_pauses.clone()),
-        ] {
-            registry.register(metric)?;
-        }
+        let m = MetricsBuilder::new(registry, "bcfy_transcriber");
         Ok(Self {
-            transcriptions,
-            failures,
-            stt_seconds,
-            real_time_factor,
-            audio_seconds,
-            in_flight,
-            dead_letters,
-            provider_pauses,
+            transcriptions: m.counter("transcriptions_total", "Transcripts published.")?,
+            failures: m.counter_vec(
+                "failures_total",
+                "Failed transcriptions, by kind.",
+                &["kind"],
+            )?,
+            stt_seconds: m.histogram(
+                "stt_duration_seconds",
+                "Seconds one provider request took.",
+                &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0],
+            )?,
+            real_time_factor: m.histogram(
+                "real_time_factor",
+                "Provider seconds per second of audio.",
+                &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0],
+            )?,
+            audio_seconds: m
+                .float_counter("audio_seconds_total", "Seconds of audio transcribed.")?,
+            in_flight: m.gauge("in_flight", "Calls being transcribed.")?,
+            dead_letters: m.counter_vec(
+                "dead_letters_total",
+                "Calls dead-lettered, by kind.",
+                &["kind"],
+            )?,
+            provider_pauses: m.counter(
+                "provider_pauses_total",
+                "Pauses after repeated provider failures.",
+            )?,
         })
     }
 }

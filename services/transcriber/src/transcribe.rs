@@ -7,11 +7,11 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
-use bcfy_bus::consume::POISON;
 use bcfy_bus::reassemble::reassemble;
 use bcfy_bus::subject::{self, ParsedSubject};
-use bcfy_bus::{CallId, Delivery, Failure, Publisher, Stage};
+use bcfy_bus::{CallId, Delivery, Failure, Publisher};
 use bcfy_proto::{AudioPayloadEvent, TranscriptionResult};
+use bcfy_runtime::service::DeadLetters;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -25,6 +25,7 @@ use crate::provider::Provider;
 pub(crate) struct Transcriber {
     pub(crate) js: jetstream::Context,
     pub(crate) publisher: Publisher,
+    pub(crate) dead_letters: DeadLetters,
     pub(crate) provider: Provider,
     pub(crate) settings: TranscriptionConfig,
     pub(crate) consumer: ConsumerConfig,
@@ -35,19 +36,16 @@ pub(crate) struct Transcriber {
 impl Transcriber {
     /// Handles one delivery to the end: acked, NAKed or dead-lettered before this returns.
     pub(crate) async fn handle(&self, delivery: Delivery) {
-        let event = match delivery.decode::<AudioPayloadEvent>() {
-            Ok(event) => event,
-            Err(error) => {
-                return self
-                    .give_up(delivery, Failure::new(POISON, error.to_string(), None))
-                    .await;
-            }
+        let Some((delivery, event)) = self
+            .dead_letters
+            .decode::<AudioPayloadEvent>(delivery)
+            .await
+        else {
+            return;
         };
         let Ok(ParsedSubject::Audio(shard, call_id)) = delivery.subject().parse() else {
             let reason = format!("`{}` is not an audio subject", delivery.subject());
-            return self
-                .give_up(delivery, Failure::new(POISON, reason, None))
-                .await;
+            return self.dead_letters.poison(delivery, &reason).await;
         };
         if !event.r#final {
             // Kept in the stream; the final chunk's handler reads it back.
@@ -181,12 +179,6 @@ impl Transcriber {
     }
 
     async fn give_up(&self, delivery: Delivery, failure: Failure) {
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&failure.kind])
-            .inc();
-        delivery
-            .dead_letter_or_retry(&self.publisher, Stage::Transcriber, failure)
-            .await;
+        self.dead_letters.give_up(delivery, failure).await;
     }
 }
