@@ -72,6 +72,10 @@ fn every_binary_answers_help_and_version_without_a_config() {
     }
     let transcriber = text(&run("transcriber", &["--help"], &[]).stdout);
     assert!(transcriber.contains("convert-model"), "{transcriber}");
+    // The simulator beside them answers too.
+    let version = run("bcfy-sim", &["--version"], &[]);
+    assert_eq!(version.status.code(), Some(0), "bcfy-sim --version");
+    assert!(text(&version.stdout).starts_with("bcfy-sim 0."));
 }
 
 #[test]

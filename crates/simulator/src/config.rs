@@ -42,6 +42,7 @@ fn rate(text: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "bcfy-sim",
+    version,
     about = "A faithful Broadcastify Calls simulator: login, live calls, archive and CDN audio on one address, with a call generator, real spoken audio and fault injection."
 )]
 pub struct SimConfig {

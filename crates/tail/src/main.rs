@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 
 /// Watch the pipeline's NATS subjects.
 #[derive(Debug, Parser)]
-#[command(name = "bcfy-tail")]
+#[command(name = "bcfy-tail", version)]
 struct Args {
     /// NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]

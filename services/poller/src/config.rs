@@ -61,7 +61,7 @@ impl Default for PollerConfig {
 
 /// The spec's `LiveProducerConfig` (§3.3), names and defaults kept.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct LiveProducerConfig {
     /// Seconds between polls when healthy.
