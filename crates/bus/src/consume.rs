@@ -134,6 +134,28 @@ impl Failure {
             call_id: call_id.cloned(),
         }
     }
+
+    /// A failure of `kind` whose reason is `error` with every cause (see [`error_chain`]).
+    pub fn from_error(
+        kind: &'static str,
+        error: &(dyn std::error::Error + 'static),
+        call_id: Option<&CallId>,
+    ) -> Self {
+        Self::new(kind, error_chain(error), call_id)
+    }
+}
+
+/// `error` and each of its causes, `: `-separated: errors print their own message only and keep
+/// the cause as their source, so this is what a person reading a dead letter or an answer needs.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 impl Delivery {

@@ -19,8 +19,11 @@ pub const WHISPER_RATE: u32 = 16_000;
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The container or codec could not be read.
-    #[error("undecodable audio: {0}")]
-    Undecodable(String),
+    #[error("undecodable audio")]
+    Undecodable(#[source] symphonia::core::errors::Error),
+    /// The container holds no audio track, or one without audio parameters.
+    #[error("no audio track")]
+    NoAudioTrack,
     /// The audio holds no samples.
     #[error("the audio holds no samples")]
     Empty,
@@ -34,8 +37,8 @@ pub enum DecodeError {
     },
 }
 
-fn undecodable(error: impl std::fmt::Display) -> DecodeError {
-    DecodeError::Undecodable(error.to_string())
+fn undecodable(error: symphonia::core::errors::Error) -> DecodeError {
+    DecodeError::Undecodable(error)
 }
 
 /// A file-name extension symphonia's probe can start from, by MIME type (the probe also reads
@@ -75,13 +78,13 @@ where
         .map_err(undecodable)?;
     let track = format
         .default_track(TrackType::Audio)
-        .ok_or_else(|| DecodeError::Undecodable("no audio track".to_owned()))?;
+        .ok_or(DecodeError::NoAudioTrack)?;
     let track_id = track.id;
     let params = track
         .codec_params
         .as_ref()
         .and_then(|p| p.audio())
-        .ok_or_else(|| DecodeError::Undecodable("the track has no audio parameters".to_owned()))?
+        .ok_or(DecodeError::NoAudioTrack)?
         .clone();
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())

@@ -31,17 +31,21 @@ pub struct EngineSettings {
 /// Why the engine could not load or transcribe.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The model file could not be loaded.
-    #[error("cannot load the Whisper model {path}: {reason}")]
+    /// The model file does not exist.
+    #[error("no Whisper model at {0}")]
+    NoModel(PathBuf),
+    /// whisper.cpp could not load the model file.
+    #[error("cannot load the Whisper model {path}")]
     Load {
         /// The model file.
         path: PathBuf,
         /// whisper.cpp's error.
-        reason: String,
+        #[source]
+        source: whisper_rs::WhisperError,
     },
     /// whisper.cpp failed on this audio.
-    #[error("whisper.cpp failed: {0}")]
-    Whisper(String),
+    #[error("whisper.cpp failed")]
+    Whisper(#[source] whisper_rs::WhisperError),
 }
 
 /// One timed piece of a transcript.
@@ -87,7 +91,7 @@ impl std::fmt::Debug for Engine {
 }
 
 fn whisper_error(error: whisper_rs::WhisperError) -> EngineError {
-    EngineError::Whisper(error.to_string())
+    EngineError::Whisper(error)
 }
 
 /// True for a segment that only describes the audio, such as whisper.cpp's `[BLANK_AUDIO]` on
@@ -113,20 +117,20 @@ impl Engine {
     /// [`EngineError::Load`] when the file is missing or not a whisper.cpp model.
     pub fn load(settings: EngineSettings) -> Result<Engine, EngineError> {
         whisper_rs::install_logging_hooks();
-        let failed = |reason: String| EngineError::Load {
+        let failed = |source| EngineError::Load {
             path: settings.model.clone(),
-            reason,
+            source,
         };
         if !settings.model.is_file() {
-            return Err(failed("no such file".to_owned()));
+            return Err(EngineError::NoModel(settings.model.clone()));
         }
         let context =
             WhisperContext::new_with_params(&settings.model, WhisperContextParameters::default())
-                .map_err(|e| failed(e.to_string()))?;
+                .map_err(failed)?;
         let pool = (0..settings.states.max(1))
             .map(|_| context.create_state())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(failed)?;
         Ok(Engine {
             context,
             pool: Mutex::new(pool),

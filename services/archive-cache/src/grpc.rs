@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bcfy_broadcastify::error::Error as ClientError;
+use bcfy_bus::consume::error_chain;
 use bcfy_bus::trace_context;
 use bcfy_proto::archive_service_server::ArchiveService;
 use bcfy_proto::{
@@ -42,7 +43,7 @@ impl<C> GrpcArchive<C> {
 
 /// The gRPC status for an [`ArchiveError`].
 pub fn status(error: &ArchiveError) -> Status {
-    let message = chain(error);
+    let message = error_chain(error);
     match error {
         ArchiveError::InvalidArgument(_) => Status::invalid_argument(message),
         ArchiveError::PermissionDenied(cause) => {
@@ -67,18 +68,6 @@ pub fn status(error: &ArchiveError) -> Status {
             status
         }
     }
-}
-
-/// `error` and each of its causes, `: `-separated: what a client is told.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
 }
 
 impl<C> GrpcArchive<C> {

@@ -134,7 +134,7 @@ impl Fetcher {
                 return self
                     .give_up(
                         delivery,
-                        Failure::new(Refusal::NoUrl.kind(), error.to_string(), Some(&call_id)),
+                        Failure::from_error(Refusal::NoUrl.kind(), &error, Some(&call_id)),
                     )
                     .await;
             }
@@ -261,7 +261,7 @@ impl Fetcher {
         }
         self.give_up(
             delivery,
-            Failure::new(error.kind(), error.to_string(), Some(call_id)),
+            Failure::from_error(error.kind(), &error, Some(call_id)),
         )
         .await;
     }

@@ -32,17 +32,14 @@ pub enum TranscriptionError {
     #[error("the STT answer has no text")]
     EmptyText,
     /// The built-in engine could not decode the audio.
-    #[error("the audio cannot be decoded: {reason}")]
-    Undecodable {
-        /// The decoder's error.
-        reason: String,
-    },
+    #[error("the audio cannot be decoded")]
+    Undecodable(#[source] bcfy_whisper::DecodeError),
     /// The built-in engine failed on this call.
-    #[error("the Whisper engine failed: {reason}")]
-    Engine {
-        /// whisper.cpp's error.
-        reason: String,
-    },
+    #[error("the Whisper engine failed")]
+    Engine(#[source] bcfy_whisper::EngineError),
+    /// The engine's task ended without an answer (it panicked or was cancelled).
+    #[error("the Whisper engine's task ended without an answer")]
+    EngineTask(#[source] tokio::task::JoinError),
 }
 
 impl TranscriptionError {
@@ -58,8 +55,9 @@ impl TranscriptionError {
             }
             TranscriptionError::BadResponse { .. }
             | TranscriptionError::EmptyText
-            | TranscriptionError::Undecodable { .. }
-            | TranscriptionError::Engine { .. } => false,
+            | TranscriptionError::Undecodable(_)
+            | TranscriptionError::Engine(_)
+            | TranscriptionError::EngineTask(_) => false,
         }
     }
 
@@ -80,8 +78,8 @@ impl TranscriptionError {
             TranscriptionError::Status { .. } => "stt_rejected",
             TranscriptionError::BadResponse { .. } => "stt_bad_response",
             TranscriptionError::EmptyText => "stt_empty_text",
-            TranscriptionError::Undecodable { .. } => "stt_undecodable",
-            TranscriptionError::Engine { .. } => "stt_engine",
+            TranscriptionError::Undecodable(_) => "stt_undecodable",
+            TranscriptionError::Engine(_) | TranscriptionError::EngineTask(_) => "stt_engine",
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum ProviderError {
     /// The engine could not load the model.
     #[error(transparent)]
     Engine(#[from] bcfy_whisper::EngineError),
+    /// Loading the engine ended without an answer (it panicked or was cancelled).
+    #[error("loading the Whisper engine ended without an answer")]
+    EngineTask(#[source] tokio::task::JoinError),
     /// `transcription.whisper.model_path` is not set.
     #[error("transcription.whisper.model_path is required with provider `whisper`")]
     NoModel,
@@ -68,9 +71,7 @@ impl Provider {
                 let config = config.clone();
                 tokio::task::spawn_blocking(move || WhisperProvider::load(&config))
                     .await
-                    .map_err(|e| {
-                        ProviderError::Engine(bcfy_whisper::EngineError::Whisper(e.to_string()))
-                    })?
+                    .map_err(ProviderError::EngineTask)?
                     .map(|engine| Provider::Whisper(Arc::new(engine)))
             }
         }

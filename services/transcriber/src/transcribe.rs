@@ -83,7 +83,7 @@ impl Transcriber {
                     .failures
                     .with_label_values(&["reassembly"])
                     .inc();
-                let reason = Failure::new(error.kind(), error.to_string(), Some(&call_id));
+                let reason = Failure::from_error(error.kind(), &error, Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
         };
@@ -112,7 +112,7 @@ impl Transcriber {
                     tracing::warn!(error = %error, "Transcription failed; retrying.");
                     return self.retry(delivery, error.retry_after()).await;
                 }
-                let reason = Failure::new(error.kind(), error.to_string(), Some(&call_id));
+                let reason = Failure::from_error(error.kind(), &error, Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
         };

@@ -69,9 +69,7 @@ impl WhisperProvider {
         let prompt = prompt.map(str::to_owned);
         tokio::task::spawn_blocking(move || self.transcribe_blocking(audio, &content_type, prompt))
             .await
-            .map_err(|e| TranscriptionError::Engine {
-                reason: e.to_string(),
-            })?
+            .map_err(TranscriptionError::EngineTask)?
     }
 
     fn transcribe_blocking(
@@ -80,16 +78,11 @@ impl WhisperProvider {
         content_type: &str,
         prompt: Option<String>,
     ) -> Result<Transcript, TranscriptionError> {
-        let samples =
-            decode_16k(audio, content_type).map_err(|e| TranscriptionError::Undecodable {
-                reason: e.to_string(),
-            })?;
+        let samples = decode_16k(audio, content_type).map_err(TranscriptionError::Undecodable)?;
         let heard = self
             .engine
             .transcribe(&samples, prompt.as_deref())
-            .map_err(|e| TranscriptionError::Engine {
-                reason: e.to_string(),
-            })?;
+            .map_err(TranscriptionError::Engine)?;
         if heard.text.trim().is_empty() {
             return Err(TranscriptionError::EmptyText);
         }
