@@ -11,7 +11,7 @@ default:
     @just --list
 
 # Everything CI checks, in the order that fails fastest.
-ci: check-fmt proto-lint deny lint test
+ci: check-fmt proto-lint deny lint layering test
 
 # Format the code.
 fmt:
@@ -24,6 +24,16 @@ check-fmt:
 # Clippy on every target, warnings are errors.
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The client library stays usable without NATS, a service runtime or the OTLP exporter.
+layering:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    tree=$(cargo tree -p bcfy-broadcastify -e normal --locked --prefix none)
+    if grep -E '^(bcfy-runtime|bcfy-bus|async-nats|opentelemetry-otlp|prometheus) ' <<< "$tree"; then
+        echo "bcfy-broadcastify depends on the crates above; it must not" >&2
+        exit 1
+    fi
 
 # Lint the protobuf schemas (buf STANDARD rules).
 proto-lint:
