@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use async_nats::service::{self, ServiceExt as _};
+use bcfy_bus::consume::error_chain;
 use bcfy_bus::trace_context;
 use bcfy_proto::{
     ArchiveRange, GetArchivedCallsRequest, GetArchivedCallsResponse, StreamArchivedCallsRequest,
@@ -192,7 +193,7 @@ impl NatsApi {
                     .with_label_values(&["nats", &format!("{code:?}")])
                     .inc();
                 let reply = reply.map_err(|error| service::error::Error {
-                    status: error.to_string(),
+                    status: error_chain(&error),
                     code: code as usize,
                 });
                 if let Err(error) = request.respond(reply).await {

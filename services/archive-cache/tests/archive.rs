@@ -256,6 +256,10 @@ async fn errors_map_to_grpc_codes() {
         .await
         .unwrap_err();
     assert_eq!(bad_tg.code(), Code::InvalidArgument);
+    assert!(
+        bad_tg.message().contains("talkgroup 0 must be positive"),
+        "{bad_tg:?}"
+    );
 
     world.sim.inject(Route::Archive, Fault::MalformedJson);
     let status = get(&mut replica.grpc, block).await.unwrap_err();
@@ -383,6 +387,9 @@ async fn the_nats_service_answers_with_the_same_bytes_as_grpc() {
         headers.get("Nats-Service-Error-Code").unwrap().as_str(),
         (Code::InvalidArgument as i32).to_string()
     );
+    // The message names the field, cause included.
+    let message = headers.get("Nats-Service-Error").unwrap().as_str();
+    assert!(message.contains("sid -1 must be positive"), "{message}");
     // A range in one answer.
     let range = StreamArchivedCallsRequest {
         sid: SID,
