@@ -6,7 +6,7 @@
 //! - [`layered`]: defaults < YAML file < `BCFY_*` environment, every problem reported at once
 //!   (exit [`EXIT_CONFIG`]), and the [`Validate`] trait for checks types cannot express;
 //! - [`units`]: durations (`30s`) and sizes (`512KiB`);
-//! - [`print`]: the effective config as YAML, secrets masked (`print-config`).
+//! - [`print`](mod@print): the effective config as YAML, secrets masked (`print-config`).
 
 pub mod layered;
 pub mod print;

@@ -37,7 +37,7 @@ pub mod duration {
 pub mod optional_duration {
     use super::*;
 
-    /// Like [`duration::deserialize`](super::duration::deserialize); `null` gives `None`.
+    /// Like [`super::duration::deserialize`]; `null` gives `None`.
     ///
     /// # Errors
     ///
@@ -50,7 +50,7 @@ pub mod optional_duration {
         Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(d)| d))
     }
 
-    /// Like [`duration::serialize`](super::duration::serialize); `None` gives `null`.
+    /// Like [`super::duration::serialize`]; `None` gives `null`.
     ///
     /// # Errors
     ///

@@ -6,7 +6,7 @@
 //!
 //! - [`decode`]: call audio (AAC/MP4, MP3) → 16 kHz mono samples;
 //! - [`engine`]: the loaded model and its pool of decoding states;
-//! - [`convert`]: CTranslate2 directory → ggml file, and [`resolve_model`]'s conversion cache;
+//! - [`convert`](mod@convert): CTranslate2 directory → ggml file, and [`resolve_model`]'s conversion cache;
 //! - `ct2`, `ggml`, `mel`, `vocab`: the two file formats and what the conversion computes.
 
 pub mod convert;

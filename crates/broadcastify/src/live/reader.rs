@@ -124,7 +124,7 @@ impl LiveReader {
     }
 }
 
-/// A live answer being read, from [`Client::live_answer`]: its new calls come out in batches
+/// A live answer being read, from [`crate::Client::live_answer`]: its new calls come out in batches
 /// while the body arrives, so a caller can publish them before the rest is read.
 pub struct LiveAnswer {
     answer: Answer,
