@@ -158,3 +158,34 @@ fn print_config_shows_defaults_file_and_env_with_secrets_masked() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(text(&out.stdout), printed);
 }
+
+#[tokio::test]
+async fn a_service_whose_start_fails_exits_instead_of_lingering() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file exists (so the config is valid) but is not NATS credentials: the start fails.
+    let creds = write(dir.path(), "bad.creds", "not a credentials file\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let config = write(
+        dir.path(),
+        "poller.yaml",
+        &format!(
+            "nats:\n  credentials_file: {creds}\nadmin:\n  listen_addr: 127.0.0.1:{port}\nshards:\n  - name: fire\n    groups: [\"7001-2345\"]\n"
+        ),
+    );
+    let mut child = tokio::process::Command::new(binary("poller"))
+        .args(["--config", &config])
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("a failed start exits instead of running on")
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}

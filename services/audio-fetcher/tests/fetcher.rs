@@ -1,4 +1,4 @@
-//! The audio fetcher's `serve` in-process against a real `nats-server` and `bcfy-sim`.
+//! The audio fetcher's `run` in-process against a real `nats-server` and `bcfy-sim`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

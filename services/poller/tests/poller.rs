@@ -501,7 +501,7 @@ async fn a_bad_password_stops_polling_without_a_login_storm() {
     assert_eq!(h.logins(), 1, "one refused login for the whole fleet");
     assert!(h.published().await.is_empty());
     for replica in replicas {
-        // Every shard stopped by itself; `serve` returns without a shutdown.
+        // Every shard stopped by itself; `run` returns without a shutdown.
         replica.join().await.unwrap();
     }
 }
