@@ -7,7 +7,13 @@ use std::process::{Command, Output};
 
 use bcfy_e2e::service::binary;
 
-const SERVICES: [&str; 4] = ["poller", "audio-fetcher", "transcriber", "archive-cache"];
+const SERVICES: [&str; 5] = [
+    "poller",
+    "audio-fetcher",
+    "transcriber",
+    "archive-cache",
+    "gateway",
+];
 /// Exit code for bad arguments or config (`EX_USAGE`).
 const EXIT_USAGE: i32 = 64;
 
@@ -109,7 +115,7 @@ fn check_config_lists_unknown_keys_with_every_other_problem() {
     let out = run("poller", &["check-config", "--config", &good], &[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Every service validates the same way; with defaults alone the others are valid.
-    for name in ["audio-fetcher", "transcriber", "archive-cache"] {
+    for name in ["audio-fetcher", "transcriber", "archive-cache", "gateway"] {
         let out = run(name, &["check-config"], &[]);
         assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
         let out = run(
@@ -118,6 +124,34 @@ fn check_config_lists_unknown_keys_with_every_other_problem() {
             &[("BCFY_NATS__URLS", "nats://[bad")],
         );
         assert_eq!(out.status.code(), Some(EXIT_USAGE), "{name}: {out:?}");
+    }
+}
+
+#[test]
+fn check_config_reads_the_gateway_keys_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, expected) in [
+        (
+            "keys:\n  - name: newsroom\n    sha256: not-a-digest\n",
+            "auth.keys_file.keys.0.sha256",
+        ),
+        (
+            "keys:\n  - name: newsroom\n    sha256: 00\n    grant:\n      scope: [\"7001-x\"]\n",
+            "`7001-x` is not `SID` or `SID-TG`",
+        ),
+    ] {
+        let keys = write(dir.path(), "keys.yaml", file);
+        let out = run(
+            "gateway",
+            &["check-config"],
+            &[("BCFY_AUTH__KEYS_FILE", &keys)],
+        );
+        assert_eq!(out.status.code(), Some(EXIT_USAGE), "{out:?}");
+        let problems = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
     }
 }
 

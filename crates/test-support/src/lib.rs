@@ -14,6 +14,7 @@
 //! - [`otlp`]: an in-process OTLP/gRPC collector that records the spans services export;
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
 //! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
+//! - [`sse`]: a Server-Sent Events client ([`sse::SseStream`]);
 //! - [`trace_init`]: scoped, test-friendly logs (`RUST_LOG` to change the level).
 
 pub mod eventually;
@@ -23,6 +24,7 @@ pub mod otlp;
 pub mod proc_stat;
 pub mod service;
 pub mod speech;
+pub mod sse;
 pub mod stt;
 
 pub use eventually::eventually;

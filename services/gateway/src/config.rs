@@ -1,0 +1,155 @@
+//! The gateway's settings: where it listens, how long it keeps idle streams open, how far a
+//! client may fall behind, and who may read (API keys, anonymous access, CORS).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::topology::TopologyConfig;
+use bcfy_config::units;
+use bcfy_config::{ConfigError, ConfigIssue, ConfigSource, Validate, join_path};
+use bcfy_runtime::admin::AdminConfig;
+use bcfy_runtime::telemetry::LogConfig;
+use serde::Deserialize;
+
+use crate::auth::{Grant, KeysFile};
+
+/// Everything the gateway reads.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// Stream and bucket limits.
+    pub topology: TopologyConfig,
+    /// The public HTTP listener.
+    pub http: HttpConfig,
+    /// Who may read.
+    pub auth: AuthConfig,
+    /// Admin port.
+    pub admin: AdminConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// How long shutdown waits for open requests after telling streaming clients to reconnect.
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            nats: NatsConfig::default(),
+            topology: TopologyConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+bcfy_runtime::service_config!(GatewayConfig);
+
+/// `http.*`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address of the API.
+    pub listen_addr: SocketAddr,
+    /// TLS (rustls); plain HTTP when unset, e.g. behind an ingress that terminates TLS.
+    pub tls: Option<TlsConfig>,
+    /// Origins a browser page may call the API from (`*` for any); none when empty.
+    pub cors_origins: Vec<String>,
+    /// How often an idle event stream gets a heartbeat (keeps proxies from closing it).
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub heartbeat: Duration,
+    /// Events a streaming client may fall behind the newest before it is disconnected. One
+    /// buffer of this many events is shared by every client, so memory does not grow with
+    /// slow clients.
+    pub client_buffer: usize,
+    /// Audio files kept in memory for repeated downloads (they never change).
+    pub audio_cache_bytes: bcfy_config::units::ByteSize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls: None,
+            cors_origins: Vec::new(),
+            heartbeat: Duration::from_secs(15),
+            client_buffer: 4096,
+            audio_cache_bytes: bcfy_config::units::ByteSize(64 << 20),
+        }
+    }
+}
+
+/// `http.tls.*`: PEM files.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[schemars(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server certificate chain.
+    pub cert_path: PathBuf,
+    /// The server's private key.
+    pub key_path: PathBuf,
+}
+
+/// `auth.*`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The API keys file (YAML, `keys:` with each key's SHA-256, scope and rate; a mounted
+    /// Kubernetes Secret in the chart). No key is accepted when unset.
+    pub keys_file: Option<PathBuf>,
+    /// What a request without a key may see; anonymous requests are refused when unset.
+    pub anonymous: Option<Grant>,
+}
+
+impl Validate for GatewayConfig {
+    fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        bcfy_runtime::service::validate_shared(self, prefix, issues);
+        let http = join_path(prefix, "http");
+        if self.http.heartbeat < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(&http, "heartbeat", "must be at least 1s"));
+        }
+        if !(16..=1 << 20).contains(&self.http.client_buffer) {
+            issues.push(ConfigIssue::new(
+                &http,
+                "client_buffer",
+                "must be between 16 and 1048576 events",
+            ));
+        }
+        for (i, origin) in self.http.cors_origins.iter().enumerate() {
+            if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
+                issues.push(ConfigIssue::new(
+                    &http,
+                    &format!("cors_origins.{i}"),
+                    "not a valid origin",
+                ));
+            }
+        }
+        let auth = join_path(prefix, "auth");
+        if let Some(path) = &self.auth.keys_file {
+            let at = join_path(&auth, "keys_file");
+            match ConfigSource::default().with_file(path).load::<KeysFile>() {
+                Ok(_) => {}
+                Err(ConfigError::Invalid(problems)) => issues.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| ConfigIssue::new(&at, &p.setting, p.message)),
+                ),
+                Err(error) => issues.push(ConfigIssue::new(&auth, "keys_file", error.to_string())),
+            }
+        }
+        if let Some(grant) = &self.auth.anonymous {
+            grant.validate(&join_path(&auth, "anonymous"), issues);
+        }
+    }
+}

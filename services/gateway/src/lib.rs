@@ -1,0 +1,131 @@
+//! The gateway: the pipeline over HTTP for everything that does not speak NATS — live events
+//! as Server-Sent Events and WebSocket frames, a call's metadata, transcripts and audio, the
+//! talkgroups seen, with API keys, scopes and rates. Like every service it talks to the rest
+//! only through JetStream, and holds no state of its own: any replica serves any client.
+//!
+//! # Layout
+//!
+//! - [`config`]: the settings, [`GatewayConfig`];
+//! - [`auth`]: API keys, scopes and rates;
+//! - [`event`]: a stored message as an event (JSON by the protobuf mapping) and the [`Cursor`];
+//! - [`hub`]: the fan-out of each stream to every client; [`feed`]: one client's stream,
+//!   replay then live; [`filter`]: what a client asks to see;
+//! - [`lookup`]: finding a call in the streams; [`audio`]: serving its file;
+//! - [`api`] and [`routes`]: the HTTP API; [`serve`]: plain or TLS;
+//! - [`metrics`], [`error`].
+
+pub mod api;
+pub mod audio;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod feed;
+pub mod filter;
+pub mod hub;
+pub mod lookup;
+pub mod metrics;
+pub mod routes;
+pub mod serve;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bcfy_bus::topology::STREAM_CALLS_AUDIO;
+use bcfy_runtime::service::{Context, StartError};
+use tokio::net::TcpListener;
+
+pub use config::GatewayConfig;
+pub use event::Cursor;
+
+use crate::api::Api;
+use crate::audio::AudioCache;
+use crate::auth::KeyStore;
+use crate::hub::Hub;
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// NATS or the metrics could not be set up.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The keys file could not be read.
+    #[error(transparent)]
+    Keys(#[from] Box<bcfy_config::ConfigError>),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] serve::TlsError),
+    /// The streams' state could not be read.
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
+    /// The listener failed.
+    #[error("cannot serve on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the gateway until shutdown; then streaming clients are told to reconnect, and open
+/// requests finish.
+///
+/// # Errors
+///
+/// When the keys, TLS, the listener, NATS or the metrics cannot be set up.
+pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayError> {
+    let shutdown = context.shutdown().clone();
+    let metrics = context.register(metrics::Metrics::register)?;
+    let keys = KeyStore::load(
+        config.auth.keys_file.as_deref(),
+        config.auth.anonymous.clone(),
+    )?;
+    let tls = config.http.tls.as_ref().map(serve::acceptor).transpose()?;
+    let addr = config.http.listen_addr;
+    let listen_error = |source| GatewayError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let Some(bus) = context.connect(&config.nats, &config.topology).await? else {
+        return Ok(());
+    };
+    let hub = Hub::start(
+        &bus.js,
+        config.http.client_buffer,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let audio_max_age = config
+        .topology
+        .limits()
+        .iter()
+        .find(|(name, _, _)| *name == STREAM_CALLS_AUDIO)
+        .map(|(_, _, limits)| limits.max_age)
+        .unwrap_or_default();
+    let api = Arc::new(Api {
+        js: bus.js.clone(),
+        hub,
+        metrics,
+        audio_cache: AudioCache::new(config.http.audio_cache_bytes.as_usize()),
+        audio_max_age,
+        heartbeat: config.http.heartbeat,
+        streams_end: shutdown.child_token(),
+        talkgroup_names: Mutex::new(HashMap::new()),
+        openapi: routes::openapi::build(),
+    });
+    tracing::info!(
+        addr = %listener.local_addr().map_err(listen_error)?,
+        tls = tls.is_some(),
+        keys = keys.len(),
+        anonymous = config.auth.anonymous.is_some(),
+        "Gateway started."
+    );
+    let router = api::router(api, Arc::new(keys), &config.http.cors_origins);
+    context.set_ready();
+    serve::serve(listener, tls, router, shutdown)
+        .await
+        .map_err(listen_error)?;
+    tracing::info!("Gateway stopped.");
+    Ok(())
+}

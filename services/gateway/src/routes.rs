@@ -1,0 +1,6 @@
+//! The API's handlers, one file per resource.
+
+pub mod calls;
+pub mod events;
+pub mod openapi;
+pub mod talkgroups;

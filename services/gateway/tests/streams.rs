@@ -1,0 +1,224 @@
+//! The gateway in-process against a real nats-server, with events published straight into the
+//! streams: a client that stops reading is dropped with a reason while another gets every
+//! event; shutdown tells streaming clients to reconnect; TLS serves through rustls.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bcfy_bus::subject::{self, Shard};
+use bcfy_bus::{CallId, Publisher};
+use bcfy_gateway::GatewayConfig;
+use bcfy_gateway::auth::Grant;
+use bcfy_gateway::config::TlsConfig;
+use bcfy_proto::{Call, LiveCallEnvelope};
+use bcfy_test_support::sse::SseStream;
+use bcfy_test_support::{NatsServer, ServiceUnderTest, eventually};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const SHARD: Shard = Shard {
+    sid: 7001,
+    tg: 2345,
+};
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+fn config(nats: &NatsServer) -> GatewayConfig {
+    let mut config = GatewayConfig::default();
+    config.nats.urls = vec![nats.url()];
+    config.admin.listen_addr = free_addr();
+    config.http.listen_addr = free_addr();
+    config.auth.anonymous = Some(Grant::default());
+    config
+}
+
+async fn started(config: GatewayConfig) -> ServiceUnderTest<bcfy_gateway::GatewayError> {
+    let service = ServiceUnderTest::start("gateway", config, bcfy_gateway::run);
+    eventually(PATIENCE, "the gateway to be ready", || async {
+        service.readiness().is_ready().then_some(())
+    })
+    .await;
+    service
+}
+
+/// Publishes live calls `from..to` whose descriptions are `padding` bytes long.
+async fn publish_calls(
+    nats: &NatsServer,
+    calls: std::ops::Range<usize>,
+    padding: usize,
+) -> Vec<String> {
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
+    let publisher = Publisher::new(js);
+    let mut ids = Vec::new();
+    for n in calls {
+        let filename = format!("{}-{}", 1_767_225_600 + n, SHARD.tg);
+        let call = Call {
+            system_id: Some(1502),
+            filename: Some(filename.clone()),
+            hash: Some(format!("h{n}")),
+            call_tg: Some(SHARD.tg),
+            descr: Some("x".repeat(padding)),
+            ..Call::default()
+        };
+        let id = CallId::for_call(&call);
+        let envelope = LiveCallEnvelope {
+            call_id: id.to_string(),
+            call: Some(call),
+            ..LiveCallEnvelope::default()
+        };
+        publisher
+            .publish(subject::live(SHARD), id.as_str(), &envelope)
+            .await
+            .expect("stored");
+        ids.push(id.to_string());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() {
+    bcfy_test_support::trace_init();
+    let nats = NatsServer::start().await;
+    let mut config = config(&nats);
+    config.http.client_buffer = 256;
+    let addr = config.http.listen_addr;
+    let gateway = started(config).await;
+    let url = format!("http://{addr}/v1/events");
+    let client = reqwest::Client::new();
+    let mut fast = SseStream::connect(&client, &url, &[])
+        .await
+        .expect("a stream");
+
+    // A client that never reads: a tiny receive buffer, a request, then silence.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut slow = socket.connect(addr).await.expect("connected");
+    slow.write_all(b"GET /v1/events HTTP/1.1\r\nhost: gateway\r\naccept: text/event-stream\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("request sent");
+    eventually(PATIENCE, "both clients to be connected", || async {
+        (gateway.metric("bcfy_gateway_connections", Some(("kind", "sse"))) == 2.0).then_some(())
+    })
+    .await;
+
+    // Far more than the socket buffers and the hub's 256 events hold (12 MiB), in batches the
+    // reading client keeps up with.
+    const CALLS: usize = 3000;
+    const BATCH: usize = 50;
+    let (progress, mut read) = tokio::sync::watch::channel(0);
+    let reader = tokio::spawn(async move {
+        let mut received = Vec::new();
+        while received.len() < CALLS {
+            let frame = tokio::time::timeout(PATIENCE, fast.next())
+                .await
+                .expect("events keep coming")
+                .expect("the fast client is not dropped");
+            assert_eq!(frame.event, "call");
+            let json: serde_json::Value = serde_json::from_str(&frame.data).expect("JSON");
+            received.push(json["call_id"].as_str().expect("a call id").to_owned());
+            progress.send_replace(received.len());
+        }
+        received
+    });
+    let mut ids = Vec::new();
+    for batch in (0..CALLS).step_by(BATCH) {
+        ids.extend(publish_calls(&nats, batch..batch + BATCH, 4096).await);
+        read.wait_for(|n| *n == ids.len())
+            .await
+            .expect("the reader reads");
+    }
+    let received = reader.await.expect("the reader");
+    assert_eq!(received, ids, "every call once, in order");
+
+    // The slow client, once it reads, finds the reason it was dropped, then the end.
+    let mut body = Vec::new();
+    tokio::time::timeout(PATIENCE, slow.read_to_end(&mut body))
+        .await
+        .expect("the gateway closes the stream")
+        .expect("read");
+    // (The raw body is chunked; the events are read from it as text.)
+    let body = String::from_utf8_lossy(&body);
+    let dropped = body.find("event: dropped").expect("a `dropped` event");
+    assert!(
+        body.rfind("event: call")
+            .is_some_and(|last_call| last_call < dropped),
+        "`dropped` is the last event"
+    );
+    assert!(
+        body[dropped..].contains("\"error\":\"lagged\""),
+        "{}",
+        &body[dropped..]
+    );
+    assert!(
+        body.matches("event: call").count() < CALLS,
+        "the slow client fell behind"
+    );
+    assert_eq!(
+        gateway.metric(
+            "bcfy_gateway_clients_dropped_total",
+            Some(("reason", "lagged"))
+        ),
+        1.0
+    );
+    gateway.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_streaming_clients_to_reconnect() {
+    let nats = NatsServer::start().await;
+    let config = config(&nats);
+    let addr = config.http.listen_addr;
+    let gateway = started(config).await;
+    let client = reqwest::Client::new();
+    let mut stream = SseStream::connect(&client, &format!("http://{addr}/v1/events"), &[])
+        .await
+        .expect("a stream");
+    publish_calls(&nats, 0..1, 10).await;
+    let first = stream.next().await.expect("the call");
+    assert_eq!(first.event, "call");
+
+    let stopped = tokio::spawn(gateway.stop());
+    let last = tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("a last event")
+        .expect("sent before the end");
+    assert_eq!(last.event, "reconnect");
+    assert!(last.data.contains("shutting_down"), "{}", last.data);
+    assert_eq!(stream.next().await, None, "then the stream ends");
+    stopped.await.expect("joined").expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_served_through_rustls() {
+    let nats = NatsServer::start().await;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).expect("written");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("written");
+    let mut config = config(&nats);
+    config.http.tls = Some(TlsConfig {
+        cert_path,
+        key_path,
+    });
+    let port = config.http.listen_addr.port();
+    let gateway = started(config).await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("a PEM"),
+        )
+        .build()
+        .expect("a client");
+    let url = format!("https://localhost:{port}/v1/openapi.json");
+    let response = client.get(&url).send().await.expect("a TLS answer");
+    assert_eq!(response.status(), 200);
+    let plain = reqwest::get(format!("http://localhost:{port}/v1/openapi.json")).await;
+    assert!(plain.is_err(), "plain HTTP is not served on a TLS port");
+    gateway.stop().await.expect("a clean stop");
+}
