@@ -78,3 +78,9 @@ bench:
 bench-e2e:
     cargo build --release --workspace --bins --locked
     cargo bench -p bcfy-e2e --bench load --locked
+
+# The gateway under load: 1,000 SSE clients following the pipeline at 100 calls/s, then audio
+# GETs (figures in BENCHMARKS.md; knobs in tests/benches/gateway.rs).
+bench-gateway:
+    cargo build --release --workspace --bins --locked
+    cargo bench -p bcfy-e2e --bench gateway --locked

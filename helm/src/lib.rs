@@ -12,6 +12,7 @@
 
 use bcfy_archive_cache::ArchiveCacheConfig;
 use bcfy_audio_fetcher::FetcherConfig;
+use bcfy_gateway::GatewayConfig;
 use bcfy_poller::{PollerConfig, ShardConfig};
 use bcfy_transcriber::TranscriberConfig;
 use schemars::generate::SchemaSettings;
@@ -157,6 +158,7 @@ pub fn values_schema() -> Value {
     let fetcher = generator.subschema_for::<FetcherConfig>();
     let transcriber = generator.subschema_for::<TranscriberConfig>();
     let archive = generator.subschema_for::<ArchiveCacheConfig>();
+    let gateway = generator.subschema_for::<GatewayConfig>();
     let nats = generator.subschema_for::<bcfy_bus::connect::NatsConfig>();
     let log = generator.subschema_for::<bcfy_runtime::telemetry::LogConfig>();
     let topology = generator.subschema_for::<bcfy_bus::topology::TopologyConfig>();
@@ -242,6 +244,18 @@ pub fn values_schema() -> Value {
             "archiveCache": worker(service_config(archive.to_value()), json!({
                 "grpcPort": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "service": object(json!({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}}))
+            })),
+            "gateway": worker(service_config(gateway.to_value()), json!({
+                "httpPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "keys": object(json!({"existingSecret": {"type": "string"}})),
+                "service": object(json!({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}})),
+                "ingress": object(json!({
+                    "enabled": {"type": "boolean"},
+                    "className": {"type": "string"},
+                    "host": {"type": "string"},
+                    "tlsSecret": {"type": "string"},
+                    "annotations": free_object()
+                }))
             })),
             "serviceMonitor": object(json!({
                 "enabled": {"type": "boolean"},

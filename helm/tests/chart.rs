@@ -317,6 +317,42 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
     );
     assert!(archive.nats.credentials_file.is_some());
     assert!(config_of("archive-cache").contains(&format!("credentials_file: {NATS_CREDENTIALS}")));
+    // The gateway reads its keys file while loading; here a stand-in takes the mount's place.
+    let keys_file = "/etc/bcfy/gateway/keys.yaml";
+    let stand_in = tempfile::NamedTempFile::new().expect("a keys file");
+    std::fs::write(stand_in.path(), "keys: []\n").expect("written");
+    let gateway_text = config_of("gateway");
+    assert!(
+        gateway_text.contains(&format!("keys_file: {keys_file}")),
+        "{gateway_text}"
+    );
+    let gateway: bcfy_gateway::GatewayConfig =
+        loads_as(&gateway_text.replace(keys_file, &stand_in.path().display().to_string()))
+            .expect("the gateway loads its config");
+    assert_eq!(gateway.http.listen_addr.port(), 8080);
+    assert_eq!(gateway.http.cors_origins, ["https://newsroom.example"]);
+    let gateway_pod = &of_kind(&objects, "Deployment")
+        .into_iter()
+        .find(|d| name(d) == "rel-bcfy-pipeline-gateway")
+        .expect("a gateway Deployment")["spec"]["template"]["spec"];
+    let keys_volume = gateway_pod["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "api-keys"))
+        .expect("the keys volume");
+    assert_eq!(keys_volume["secret"]["secretName"], "gateway-api-keys");
+    let keys_mount = gateway_pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "api-keys"))
+        .expect("the keys mount");
+    let mount_path = keys_mount["mountPath"].as_str().expect("a path");
+    assert_eq!(keys_file, format!("{mount_path}/keys.yaml"));
+    let ingress = of_kind(&objects, "Ingress");
+    assert_eq!(ingress.len(), 1, "one Ingress, for the gateway");
+    assert_eq!(ingress[0]["spec"]["rules"][0]["host"], "calls.example.org");
+    assert_eq!(
+        ingress[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "rel-bcfy-pipeline-gateway"
+    );
     let mounts = of_kind(&objects, "Deployment")
         .iter()
         .flat_map(|d| {
@@ -343,6 +379,7 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
             "audio-fetcher" => loads_as::<bcfy_audio_fetcher::FetcherConfig>(text).map(drop),
             "transcriber" => loads_as::<bcfy_transcriber::TranscriberConfig>(text).map(drop),
             "archive-cache" => loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(text).map(drop),
+            "gateway" => loads_as::<bcfy_gateway::GatewayConfig>(text).map(drop),
             other => panic!("unexpected ConfigMap {other}"),
         };
         loaded.unwrap_or_else(|e| panic!("{}: {e}", name(config_map)));
@@ -478,4 +515,6 @@ fn the_compose_configs_load_in_their_services() {
     );
     loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(&text("archive-cache"))
         .expect("archive cache");
+    let gateway: bcfy_gateway::GatewayConfig = loads_as(&text("gateway")).expect("gateway");
+    assert_eq!(gateway.http.listen_addr.port(), 8080);
 }

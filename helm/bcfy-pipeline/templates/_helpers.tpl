@@ -151,6 +151,11 @@ spec:
           mountPath: /etc/bcfy/nats
           readOnly: true
         {{- end }}
+        {{- range .secretFiles }}
+        - name: {{ .name }}
+          mountPath: {{ .mountPath }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -164,6 +169,14 @@ spec:
         items:
           - key: nats.creds
             path: nats.creds
+    {{- end }}
+    {{- range .secretFiles }}
+    - name: {{ .name }}
+      secret:
+        secretName: {{ .secretName }}
+        items:
+          - key: {{ .key }}
+            path: {{ .key }}
     {{- end }}
   {{- with .root.Values.nodeSelector }}
   nodeSelector:

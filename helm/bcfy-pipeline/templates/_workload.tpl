@@ -1,7 +1,8 @@
 {{/*
 One workload: its ConfigMap, Deployment and PodDisruptionBudget.
 Args: root, component (name suffix and component label), program (binary), config (the
-service's own config for this workload), replicas, env, ports, resources, pdb.
+service's own config for this workload), replicas, env, ports, resources, pdb, and optionally
+secretFiles (Secret keys mounted as files: name, secretName, key, mountPath).
 */}}
 {{- define "bcfy.workloadManifests" -}}
 {{- $name := include "bcfy.workload" . -}}

@@ -1,0 +1,257 @@
+//! `just bench-gateway`: one gateway replica (release build) in front of the whole pipeline
+//! at a steady call rate — nats-server, the simulator generating calls, poller, audio fetcher
+//! and transcriber (with a fast fake STT, in this process) — with many SSE clients (in this
+//! process) following every event.
+//!
+//! It prints: events each client received against the events stored in the window (every
+//! client must get every one), the added delivery delay (stored in JetStream → parsed by the
+//! client, p50/p99 over every delivery), the gateway's peak RSS and CPU, and then audio GETs
+//! per second against the gateway (concurrent clients, the window's calls at random).
+//!
+//! Knobs: `BENCH_CLIENTS` (default 1000), `BENCH_RATE` (calls/s, 100), `BENCH_SECONDS` (20),
+//! `BENCH_AUDIO_SECONDS` (10), `BENCH_AUDIO_CONCURRENCY` (32).
+
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bcfy_e2e::Service;
+use bcfy_e2e::yaml::{common, free_port, site};
+use bcfy_simulator::{SimConfig, Simulator};
+use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
+use bcfy_test_support::sse::SseStream;
+use bcfy_test_support::stt::{FakeStt, Options};
+use bcfy_test_support::{NatsServer, eventually};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const WARM_UP: Duration = Duration::from_secs(5);
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One client's deliveries: (call id, kind) and the delay in ms of each.
+struct Received {
+    events: Vec<(String, String)>,
+    delays_ms: Vec<f64>,
+}
+
+async fn follow(url: String, stop: Arc<AtomicBool>) -> Received {
+    let client = reqwest::Client::new();
+    let mut stream = SseStream::connect(&client, &url, &[])
+        .await
+        .expect("a stream");
+    let mut received = Received {
+        events: Vec::new(),
+        delays_ms: Vec::new(),
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+        else {
+            continue;
+        };
+        let now = OffsetDateTime::now_utc();
+        let json: serde_json::Value = serde_json::from_str(&frame.data).expect("JSON");
+        let Some(stored) = json["stored_at"].as_str() else {
+            panic!("the client was dropped: {}", frame.data);
+        };
+        let stored = OffsetDateTime::parse(stored, &Rfc3339).expect("RFC 3339");
+        received
+            .delays_ms
+            .push((now - stored).as_seconds_f64() * 1000.0);
+        received.events.push((
+            json["call_id"].as_str().unwrap_or_default().to_owned(),
+            frame.event,
+        ));
+    }
+    received
+}
+
+#[tokio::main]
+async fn main() {
+    let clients = knob("BENCH_CLIENTS", 1000) as usize;
+    let rate = knob("BENCH_RATE", 100);
+    let window = Duration::from_secs(knob("BENCH_SECONDS", 20));
+    let nats = NatsServer::start().await;
+    let mut sim_config = SimConfig::for_tests();
+    sim_config.systems = 1;
+    sim_config.talkgroups_per_system = 10;
+    sim_config.calls_per_second = 0.0;
+    let sim = Simulator::start(sim_config).await.expect("bcfy-sim");
+    let stt = FakeStt::start(Options {
+        key: Some("bench-key".to_owned()),
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let groups: Vec<String> = sim
+        .world()
+        .talkgroups
+        .iter()
+        .map(|t| format!("\"{}-{}\"", t.sid, t.tg))
+        .collect();
+    let url = nats.url();
+    let port = free_port();
+    let gateway = Service::start(
+        "gateway",
+        &format!(
+            "{}http:\n  listen_addr: 127.0.0.1:{port}\nauth:\n  anonymous: {{}}\n",
+            common(&url, "warn")
+        ),
+        dir.path(),
+    );
+    let _pipeline = [
+        Service::start(
+            "poller",
+            &format!(
+                "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: all\n    groups: [{}]\n",
+                common(&url, "warn"),
+                site(&sim, true),
+                groups.join(", ")
+            ),
+            dir.path(),
+        ),
+        Service::start(
+            "audio-fetcher",
+            &format!(
+                "{}{}audio:\n  max_concurrency: 64\n",
+                common(&url, "warn"),
+                site(&sim, false)
+            ),
+            dir.path(),
+        ),
+        Service::start(
+            "transcriber",
+            &format!(
+                "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: bench-key\n  max_concurrency: 64\n",
+                common(&url, "warn"),
+                stt.url()
+            ),
+            dir.path(),
+        ),
+    ];
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(120), "the gateway", || async {
+        http.get(format!("{base}/v1/openapi.json"))
+            .send()
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    let gateway_pid = gateway.pid().expect("running");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let followers: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(follow(format!("{base}/v1/events"), Arc::clone(&stop))))
+        .collect();
+    tokio::time::sleep(WARM_UP).await;
+    // Calls at the rate, for the window.
+    let cpu_before = process_cpu_seconds(gateway_pid);
+    let started = SystemTime::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let talkgroups = sim.world().talkgroups.clone();
+    let mut made = Vec::new();
+    for n in 0.. {
+        tick.tick().await;
+        if started.elapsed().unwrap_or_default() >= window {
+            break;
+        }
+        let t = &talkgroups[n % talkgroups.len()];
+        made.push(sim.add_call(bcfy_simulator::CallSpec {
+            talkgroup: Some((t.sid, t.tg)),
+            clip: Some(n % 12),
+            ..bcfy_simulator::CallSpec::default()
+        }));
+    }
+    // The last calls' audio and transcripts arrive within the drain.
+    let expected = made.len() * 3;
+    let mut delivered = 0;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let cpu = process_cpu_seconds(gateway_pid) - cpu_before;
+    stop.store(true, Ordering::Relaxed);
+    let mut all_delays = Vec::new();
+    let (mut complete, mut fewest) = (0, usize::MAX);
+    let wanted: std::collections::HashSet<&str> = made.iter().map(|c| c.key.as_str()).collect();
+    for follower in followers {
+        let received = follower.await.expect("a follower");
+        let mine = received
+            .events
+            .iter()
+            .filter(|(id, _)| wanted.contains(id.as_str()))
+            .count();
+        delivered += mine;
+        fewest = fewest.min(mine);
+        if mine == expected {
+            complete += 1;
+        }
+        all_delays.extend(received.delays_ms);
+    }
+    all_delays.sort_by(f64::total_cmp);
+    let rss = peak_rss_bytes(gateway_pid) as f64 / MIB;
+    println!(
+        "Gateway, {clients} SSE clients, {rate} calls/s for {} s ({} calls, {expected} events each), {} cores.",
+        window.as_secs(),
+        made.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  clients with every event: {complete}/{clients} (fewest received: {fewest}); deliveries {delivered}"
+    );
+    println!(
+        "  added delivery delay (stored → client): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&all_delays, 0.5),
+        percentile(&all_delays, 0.99),
+        percentile(&all_delays, 1.0)
+    );
+    println!("  gateway: peak RSS {rss:.1} MiB, CPU {cpu:.1} s over the window and drain");
+
+    // Audio GETs against the calls of the window.
+    let seconds = knob("BENCH_AUDIO_SECONDS", 10);
+    let concurrency = knob("BENCH_AUDIO_CONCURRENCY", 32);
+    let ids: Arc<Vec<String>> = Arc::new(made.iter().map(|c| c.key.clone()).collect());
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (http, base, ids) = (http.clone(), base.clone(), Arc::clone(&ids));
+            let (done, failed) = (Arc::clone(&done), Arc::clone(&failed));
+            tokio::spawn(async move {
+                let mut n = w as usize;
+                while tokio::time::Instant::now() < until {
+                    n = (n * 31 + 7) % ids.len();
+                    let url = format!("{base}/v1/calls/{}/audio", ids[n]);
+                    let ok = match http.get(url).send().await {
+                        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok { &done } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("a worker");
+    }
+    println!(
+        "  audio GETs: {:.0}/s with {concurrency} concurrent clients over {seconds} s ({} failed)",
+        done.load(Ordering::Relaxed) as f64 / seconds as f64,
+        failed.load(Ordering::Relaxed)
+    );
+}
