@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bcfy_e2e::Service;
-use bcfy_e2e::yaml::{common, free_port, site};
+use bcfy_e2e::pipeline;
+use bcfy_e2e::yaml::{common, free_port};
 use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
 use bcfy_test_support::sse::SseStream;
@@ -93,17 +94,11 @@ async fn main() {
     sim_config.calls_per_second = 0.0;
     let sim = Simulator::start(sim_config).await.expect("bcfy-sim");
     let stt = FakeStt::start(Options {
-        key: Some("bench-key".to_owned()),
+        key: Some(pipeline::STT_KEY.to_owned()),
         ..Options::default()
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let groups: Vec<String> = sim
-        .world()
-        .talkgroups
-        .iter()
-        .map(|t| format!("\"{}-{}\"", t.sid, t.tg))
-        .collect();
     let url = nats.url();
     let port = free_port();
     let gateway = Service::start(
@@ -114,36 +109,8 @@ async fn main() {
         ),
         dir.path(),
     );
-    let _pipeline = [
-        Service::start(
-            "poller",
-            &format!(
-                "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: all\n    groups: [{}]\n",
-                common(&url, "warn"),
-                site(&sim, true),
-                groups.join(", ")
-            ),
-            dir.path(),
-        ),
-        Service::start(
-            "audio-fetcher",
-            &format!(
-                "{}{}audio:\n  max_concurrency: 64\n",
-                common(&url, "warn"),
-                site(&sim, false)
-            ),
-            dir.path(),
-        ),
-        Service::start(
-            "transcriber",
-            &format!(
-                "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: bench-key\n  max_concurrency: 64\n",
-                common(&url, "warn"),
-                stt.url()
-            ),
-            dir.path(),
-        ),
-    ];
+    let poller = "live_producer:\n  poll_interval: 1s\n";
+    let _pipeline = pipeline::start(&url, &sim, &stt, poller, "warn", dir.path());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(120), "the gateway", || async {

@@ -25,10 +25,9 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, stream};
 use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIPTIONS};
-use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
+use bcfy_e2e::pipeline;
 use bcfy_e2e::raw_jetstream::{self, CallSizes};
-use bcfy_e2e::yaml::{common, site};
 use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
 use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
@@ -241,48 +240,13 @@ async fn run(talkgroups: u64, rate: u64, window: Duration, poller: &str) -> RunF
     sim_config.request_log_size = 100;
     let sim = Simulator::start(sim_config).await.expect("bcfy-sim");
     let stt = FakeStt::start(Options {
-        key: Some("bench-key".to_owned()),
+        key: Some(pipeline::STT_KEY.to_owned()),
         ..Options::default()
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let groups: Vec<String> = sim
-        .world()
-        .talkgroups
-        .iter()
-        .map(|t| format!("\"{}-{}\"", t.sid, t.tg))
-        .collect();
     let nats_url = nats.url();
-    let services = [
-        Service::start(
-            "poller",
-            &format!(
-                "{}{}{poller}shards:\n  - name: all\n    groups: [{}]\n",
-                common(&nats_url, &log_filter),
-                site(&sim, true),
-                groups.join(", ")
-            ),
-            dir.path(),
-        ),
-        Service::start(
-            "audio-fetcher",
-            &format!(
-                "{}{}audio:\n  max_concurrency: 64\n",
-                common(&nats_url, &log_filter),
-                site(&sim, false)
-            ),
-            dir.path(),
-        ),
-        Service::start(
-            "transcriber",
-            &format!(
-                "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: bench-key\n  max_concurrency: 64\n",
-                common(&nats_url, &log_filter),
-                stt.url()
-            ),
-            dir.path(),
-        ),
-    ];
+    let services = pipeline::start(&nats_url, &sim, &stt, poller, &log_filter, dir.path());
     let mut pids: Vec<(&'static str, u32)> = vec![("nats-server", nats.pid().expect("running"))];
     for (name, service) in ["poller", "audio-fetcher", "transcriber"]
         .into_iter()

@@ -2,11 +2,13 @@
 //! measure or break everything (the fake STT endpoint is `bcfy_test_support::stt`).
 //!
 //! - [`backlog`]: whether the fetcher and transcriber consumers still hold work.
+//! - [`pipeline`]: poller, audio fetcher and transcriber with a fake STT, for load runs.
 //! - [`service`]: start, `kill -9` and restart a service binary with a YAML config.
 //! - [`yaml`]: the config snippets every service shares (NATS, admin port, Broadcastify site).
 //! - [`raw_jetstream`]: what JetStream alone costs here, for the load report to compare with.
 
 pub mod backlog;
+pub mod pipeline;
 pub mod raw_jetstream;
 pub mod service;
 pub mod yaml;

@@ -1,0 +1,62 @@
+//! The live pipeline for load runs: poller, audio fetcher and transcriber as processes, against
+//! the simulator's every talkgroup and a fast fake STT, so what a run measures is the pipeline
+//! (and whatever follows it), not a speech engine.
+
+use std::path::Path;
+
+use bcfy_simulator::Simulator;
+use bcfy_test_support::FakeStt;
+
+use crate::Service;
+use crate::yaml::{common, site};
+
+/// The API key the fake STT expects.
+pub const STT_KEY: &str = "bench-key";
+
+/// Starts the three services in `dir`; `poller` is extra poller config (e.g. `live_producer`),
+/// `log_filter` their log level.
+pub fn start(
+    nats_url: &str,
+    sim: &Simulator,
+    stt: &FakeStt,
+    poller: &str,
+    log_filter: &str,
+    dir: &Path,
+) -> [Service; 3] {
+    let groups: Vec<String> = sim
+        .world()
+        .talkgroups
+        .iter()
+        .map(|t| format!("\"{}-{}\"", t.sid, t.tg))
+        .collect();
+    [
+        Service::start(
+            "poller",
+            &format!(
+                "{}{}{poller}shards:\n  - name: all\n    groups: [{}]\n",
+                common(nats_url, log_filter),
+                site(sim, true),
+                groups.join(", ")
+            ),
+            dir,
+        ),
+        Service::start(
+            "audio-fetcher",
+            &format!(
+                "{}{}audio:\n  max_concurrency: 64\n",
+                common(nats_url, log_filter),
+                site(sim, false)
+            ),
+            dir,
+        ),
+        Service::start(
+            "transcriber",
+            &format!(
+                "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: {STT_KEY}\n  max_concurrency: 64\n",
+                common(nats_url, log_filter),
+                stt.url()
+            ),
+            dir,
+        ),
+    ]
+}
