@@ -23,7 +23,6 @@ use bcfy_e2e::yaml::{common, free_port};
 use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
 use bcfy_test_support::sse::SseStream;
-use bcfy_test_support::stt::{FakeStt, Options};
 use bcfy_test_support::{NatsServer, eventually};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -93,11 +92,7 @@ async fn main() {
     sim_config.talkgroups_per_system = 10;
     sim_config.calls_per_second = 0.0;
     let sim = Simulator::start(sim_config).await.expect("bcfy-sim");
-    let stt = FakeStt::start(Options {
-        key: Some(pipeline::STT_KEY.to_owned()),
-        ..Options::default()
-    })
-    .await;
+    let stt = pipeline::fake_stt().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let url = nats.url();
     let port = free_port();

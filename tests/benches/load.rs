@@ -31,7 +31,6 @@ use bcfy_e2e::raw_jetstream::{self, CallSizes};
 use bcfy_simulator::{SimConfig, Simulator};
 use bcfy_test_support::NatsServer;
 use bcfy_test_support::proc_stat::{peak_rss_bytes, process_cpu_seconds};
-use bcfy_test_support::stt::{FakeStt, Options};
 use futures::StreamExt as _;
 use prost::Message as _;
 
@@ -239,11 +238,7 @@ async fn run(talkgroups: u64, rate: u64, window: Duration, poller: &str) -> RunF
     sim_config.calls_per_second = rate as f64;
     sim_config.request_log_size = 100;
     let sim = Simulator::start(sim_config).await.expect("bcfy-sim");
-    let stt = FakeStt::start(Options {
-        key: Some(pipeline::STT_KEY.to_owned()),
-        ..Options::default()
-    })
-    .await;
+    let stt = pipeline::fake_stt().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let nats_url = nats.url();
     let services = pipeline::start(&nats_url, &sim, &stt, poller, &log_filter, dir.path());

@@ -6,12 +6,22 @@ use std::path::Path;
 
 use bcfy_simulator::Simulator;
 use bcfy_test_support::FakeStt;
+use bcfy_test_support::stt::Options;
 
 use crate::Service;
 use crate::yaml::{common, site};
 
 /// The API key the fake STT expects.
 pub const STT_KEY: &str = "bench-key";
+
+/// The fake STT the transcriber is pointed at: answers at once, never fails.
+pub async fn fake_stt() -> FakeStt {
+    FakeStt::start(Options {
+        key: Some(STT_KEY.to_owned()),
+        ..Options::default()
+    })
+    .await
+}
 
 /// Starts the three services in `dir`; `poller` is extra poller config (e.g. `live_producer`),
 /// `log_filter` their log level.
