@@ -517,4 +517,8 @@ fn the_compose_configs_load_in_their_services() {
         .expect("archive cache");
     let gateway: bcfy_gateway::GatewayConfig = loads_as(&text("gateway")).expect("gateway");
     assert_eq!(gateway.http.listen_addr.port(), 8080);
+    assert!(
+        gateway.auth.anonymous_grant().is_some(),
+        "compose lets local readers in"
+    );
 }

@@ -99,7 +99,7 @@ async fn main() {
     let gateway = Service::start(
         "gateway",
         &format!(
-            "{}http:\n  listen_addr: 127.0.0.1:{port}\nauth:\n  anonymous: {{}}\n",
+            "{}http:\n  listen_addr: 127.0.0.1:{port}\nauth:\n  allow_anonymous: true\n",
             common(&url, "warn")
         ),
         dir.path(),

@@ -1,6 +1,6 @@
-//! The four services' binaries, as processes, against a real nats-server and bcfy-sim: every
+//! The five services' binaries, as processes, against a real nats-server and bcfy-sim: every
 //! call the simulator makes available ends as exactly one `transcription.complete` whose text is
-//! close to the clip's reference, each call is one OpenTelemetry trace across the four services
+//! close to the clip's reference, each call is one OpenTelemetry trace across the five services
 //! (exported over OTLP to a collector in this test), and the archive cache returns the calls the
 //! live path saw.
 
@@ -81,6 +81,16 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
                 common(&nats.url(), "info"),
                 tiny_en_model_dir().display(),
                 model_cache_dir().display()
+            ),
+            dir.path(),
+            &otel,
+        ),
+        Service::start_with_env(
+            "gateway",
+            &format!(
+                "{}http:\n  listen_addr: 127.0.0.1:{}\n",
+                common(&nats.url(), "info"),
+                free_port()
             ),
             dir.path(),
             &otel,
@@ -194,7 +204,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     let keys: Vec<&str> = calls.iter().map(|c| c.key.as_str()).collect();
     let traces = eventually(
         PATIENCE,
-        "one trace per call across the four services",
+        "one trace per call across the five services",
         || {
             let spans = collector.spans();
             let keys = keys.clone();
@@ -206,10 +216,16 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     assert_eq!(distinct.len(), calls.len(), "a trace of its own per call");
 }
 
-/// The trace id of each call, once every call's trace holds spans from all four services and
+/// The trace id of each call, once every call's trace holds spans from all five services and
 /// starts at the poller's `call` span for that call.
 fn traces_per_call(spans: &[ReceivedSpan], keys: &[&str]) -> Option<BTreeMap<String, String>> {
-    const SERVICES: [&str; 4] = ["poller", "audio-fetcher", "transcriber", "archive-cache"];
+    const SERVICES: [&str; 5] = [
+        "poller",
+        "audio-fetcher",
+        "transcriber",
+        "archive-cache",
+        "gateway",
+    ];
     let mut traces = BTreeMap::new();
     for key in keys {
         let root = spans.iter().find(|s| {

@@ -108,8 +108,19 @@ pub struct AuthConfig {
     /// The API keys file (YAML, `keys:` with each key's SHA-256, scope and rate; a mounted
     /// Kubernetes Secret in the chart). No key is accepted when unset.
     pub keys_file: Option<PathBuf>,
-    /// What a request without a key may see; anonymous requests are refused when unset.
-    pub anonymous: Option<Grant>,
+    /// Whether a request without a key is served (with the `anonymous` grant); refused (401)
+    /// otherwise.
+    pub allow_anonymous: bool,
+    /// What a request without a key may see, when `allow_anonymous` (default: everything, at
+    /// any rate).
+    pub anonymous: Grant,
+}
+
+impl AuthConfig {
+    /// The grant of requests without a key, if they are served.
+    pub fn anonymous_grant(&self) -> Option<Grant> {
+        self.allow_anonymous.then(|| self.anonymous.clone())
+    }
 }
 
 impl Validate for GatewayConfig {
@@ -148,8 +159,32 @@ impl Validate for GatewayConfig {
                 Err(error) => issues.push(ConfigIssue::new(&auth, "keys_file", error.to_string())),
             }
         }
-        if let Some(grant) = &self.auth.anonymous {
-            grant.validate(&join_path(&auth, "anonymous"), issues);
-        }
+        self.auth
+            .anonymous
+            .validate(&join_path(&auth, "anonymous"), issues);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_lets_anonymous_readers_in() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/demo/gateway.yaml"
+        );
+        let config: GatewayConfig = ConfigSource::default()
+            .with_file(path)
+            .load()
+            .expect("the demo config is valid");
+        assert_eq!(config.auth.anonymous_grant(), Some(Grant::default()));
+        assert_eq!(config.http.listen_addr.port(), 8080);
+    }
+
+    #[test]
+    fn without_a_setting_nobody_gets_in_anonymously() {
+        assert_eq!(GatewayConfig::default().auth.anonymous_grant(), None);
     }
 }

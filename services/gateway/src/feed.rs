@@ -135,26 +135,21 @@ impl Feed {
             Start::After(cursor) => cursor,
             Start::Since(_) => Cursor::default(),
         };
-        let mut since = match self.start {
+        let since = match self.start {
             Start::Since(time) => Some(time),
             Start::Now | Start::After(_) => None,
         };
         let mut replays = 0;
         if self.start != Start::Now {
             replays += 1;
-            match self
-                .replay(since.take(), &mut seen, hub_position, frames)
-                .await
-            {
-                Ok(()) => {}
-                Err(Replay::Gone) => return None,
-                Err(Replay::Unavailable) => return Some(Closing::Unavailable),
+            if let Err(stopped) = self.replay(since, &mut seen, hub_position, frames).await {
+                return stopped.closing();
             }
         }
         let mut live_since_replay = false;
         loop {
             match live.recv().await {
-                Ok((event, _)) => {
+                Ok(event) => {
                     live_since_replay = true;
                     if seen.covers(event.kind, event.seq) {
                         continue;
@@ -173,10 +168,8 @@ impl Feed {
                     replays += 1;
                     let (resubscribed, position) = self.hub.subscribe();
                     live = resubscribed;
-                    match self.replay(None, &mut seen, position, frames).await {
-                        Ok(()) => {}
-                        Err(Replay::Gone) => return None,
-                        Err(Replay::Unavailable) => return Some(Closing::Unavailable),
+                    if let Err(stopped) = self.replay(None, &mut seen, position, frames).await {
+                        return stopped.closing();
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return Some(Closing::ShuttingDown),
@@ -269,8 +262,20 @@ impl Feed {
 /// Why a replay stopped early.
 #[derive(Debug)]
 enum Replay {
+    /// The client left.
     Gone,
+    /// The streams could not be read.
     Unavailable,
+}
+
+impl Replay {
+    /// What the client is told (nothing when it left).
+    fn closing(self) -> Option<Closing> {
+        match self {
+            Replay::Gone => None,
+            Replay::Unavailable => Some(Closing::Unavailable),
+        }
+    }
 }
 
 /// One stream read back, from a cursor or time up to the hub's position.

@@ -16,9 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{Cursor, Event, Kind, Stored};
 use crate::metrics::Metrics;
 
-/// An event and the hub's position just after it.
-pub type Item = (Arc<Event>, Cursor);
-
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the state of stream {stream}")]
@@ -33,7 +30,7 @@ pub struct HubError {
 #[derive(Debug)]
 struct Shared {
     position: Cursor,
-    sender: broadcast::Sender<Item>,
+    sender: broadcast::Sender<Arc<Event>>,
 }
 
 /// The live side of every client's stream.
@@ -87,7 +84,7 @@ impl Hub {
 
     /// A receiver of every event from now on, and the position it starts after: every event at
     /// or before it was sent earlier, every later one comes through the receiver.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Item>, Cursor) {
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Event>>, Cursor) {
         let shared = self.lock();
         (shared.sender.subscribe(), shared.position)
     }
@@ -102,9 +99,8 @@ impl Hub {
         let mut shared = self.lock();
         shared.position.advance(kind, seq);
         if let Some(event) = event {
-            let position = shared.position;
             // No receiver is not an error: nobody is connected.
-            shared.sender.send((Arc::new(event), position)).ok();
+            shared.sender.send(Arc::new(event)).ok();
         }
     }
 

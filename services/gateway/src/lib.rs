@@ -80,7 +80,7 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
     let metrics = context.register(metrics::Metrics::register)?;
     let keys = KeyStore::load(
         config.auth.keys_file.as_deref(),
-        config.auth.anonymous.clone(),
+        config.auth.anonymous_grant(),
     )?;
     let tls = config.http.tls.as_ref().map(serve::acceptor).transpose()?;
     let addr = config.http.listen_addr;
@@ -118,7 +118,7 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
         addr = %listener.local_addr().map_err(listen_error)?,
         tls = tls.is_some(),
         keys = keys.len(),
-        anonymous = config.auth.anonymous.is_some(),
+        anonymous = config.auth.allow_anonymous,
         "Gateway started."
     );
     let router = api::router(api, Arc::new(keys), &config.http.cors_origins);

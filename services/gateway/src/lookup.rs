@@ -45,6 +45,8 @@ pub struct AudioRecord {
     pub last: AudioPayloadEvent,
     /// Its sequence in `CALLS_AUDIO`.
     pub seq: u64,
+    /// Its headers (the call's trace context among them).
+    pub headers: async_nats::HeaderMap,
 }
 
 /// Everything the streams hold of one call.
@@ -179,6 +181,7 @@ pub async fn find_audio(
             subject,
             last,
             seq: message.sequence,
+            headers: message.headers,
         },
     )))
 }

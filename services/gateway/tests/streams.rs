@@ -9,7 +9,6 @@ use async_nats::jetstream;
 use bcfy_bus::subject::{self, Shard};
 use bcfy_bus::{CallId, Publisher};
 use bcfy_gateway::GatewayConfig;
-use bcfy_gateway::auth::Grant;
 use bcfy_gateway::config::TlsConfig;
 use bcfy_proto::{Call, LiveCallEnvelope};
 use bcfy_test_support::sse::SseStream;
@@ -33,7 +32,7 @@ fn config(nats: &NatsServer) -> GatewayConfig {
     config.nats.urls = vec![nats.url()];
     config.admin.listen_addr = free_addr();
     config.http.listen_addr = free_addr();
-    config.auth.anonymous = Some(Grant::default());
+    config.auth.allow_anonymous = true;
     config
 }
 

@@ -12,6 +12,7 @@ use axum::response::Response;
 use bcfy_bus::reassemble::{ReassemblyError, reassemble};
 use serde::Serialize;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::api::Api;
 use crate::audio::{AudioFile, respond};
@@ -140,8 +141,11 @@ pub async fn audio(
     if !principal.sees(shard) {
         return Err(not_found(&call_id));
     }
+    // Reading the file back joins the call's trace.
     let span = tracing::info_span!("gateway.audio", call_id = %id);
+    bcfy_bus::trace_context::follow(&span, Some(&record.headers));
     let bytes = reassemble(&api.js, &record.subject, &record.last)
+        .instrument(span.clone())
         .await
         .map_err(|e| match e {
             ReassemblyError::Missing { .. } => gone(&call_id),
