@@ -133,7 +133,7 @@ async fn the_gateway_serves_the_pipeline_over_http() {
         )
     };
     let (port_a, port_b) = (free_port(), free_port());
-    let _services = [
+    let services = [
         Service::start_with_env(
             "poller",
             &format!(
@@ -497,5 +497,12 @@ async fn the_gateway_serves_the_pipeline_over_http() {
         assert_eq!(response.status(), status, "{path} {header:?}");
         let error: Value = response.json().await.expect("a JSON error");
         schemas.check("Error", &error);
+    }
+
+    // No key reaches a log, whether sent as a header or in the query.
+    for log in [services[3].log_text(), replica_b.log_text()] {
+        for key in [KEY_ALL, KEY_NARROW, KEY_TRICKLE] {
+            assert!(!log.contains(key), "a key in a gateway log");
+        }
     }
 }

@@ -15,6 +15,7 @@ use async_nats::HeaderMap;
 use bcfy_bus::subject::{ParsedSubject, Shard};
 use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIPTIONS};
 use bcfy_proto::{AudioPayloadEvent, LiveCallEnvelope, TranscriptionResult};
+use bytes::Bytes;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde::Serialize;
@@ -103,6 +104,18 @@ impl Cursor {
     pub fn advance(&mut self, kind: Kind, seq: u64) {
         let slot = &mut self.0[kind.index()];
         *slot = (*slot).max(seq);
+    }
+
+    /// Moves every sequence forward to `other`'s where it is further.
+    pub fn advance_to(&mut self, other: Cursor) {
+        for kind in Kind::ALL {
+            self.advance(kind, other.get(kind));
+        }
+    }
+
+    /// True when no sequence of this cursor is beyond `other`'s.
+    pub fn within(self, other: Cursor) -> bool {
+        Kind::ALL.into_iter().all(|k| self.get(k) <= other.get(k))
     }
 
     /// True when the event at `seq` of `kind` is at or before this cursor.
@@ -294,6 +307,30 @@ impl Event {
     pub fn json(&self, id: Cursor) -> String {
         format!("{{\"id\":\"{id}\",{}", self.json_rest)
     }
+
+    /// The event ready to send to a client whose cursor after it is `id`.
+    pub fn render(&self, id: Cursor) -> Rendered {
+        let json = self.json(id);
+        // Compact JSON has no line breaks, so it is one `data:` line.
+        let sse = format!("id: {id}\nevent: {}\ndata: {json}\n\n", self.kind.as_str());
+        Rendered {
+            id,
+            json: Bytes::from(json),
+            sse: Bytes::from(sse),
+        }
+    }
+}
+
+/// An event as sent: its JSON (a WebSocket text frame) and its Server-Sent Events frame. Made
+/// once per event for every live client, and cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The cursor after it (its `id`).
+    pub id: Cursor,
+    /// The JSON object.
+    pub json: Bytes,
+    /// `id:`, `event:` and `data:` lines and the blank line.
+    pub sse: Bytes,
 }
 
 #[cfg(test)]
@@ -335,8 +372,17 @@ mod tests {
         })
         .expect("an event")
         .expect("shown");
-        let json: serde_json::Value =
-            serde_json::from_str(&event.json(Cursor([1, 2, 9]))).expect("JSON");
+        let rendered = event.render(Cursor([1, 2, 9]));
+        let json: serde_json::Value = serde_json::from_slice(&rendered.json).expect("JSON");
+        let sse = String::from_utf8(rendered.sse.to_vec()).expect("UTF-8");
+        assert!(
+            sse.starts_with("id: 1-2-9\nevent: transcript\ndata: {"),
+            "{sse}"
+        );
+        assert!(
+            sse.ends_with("}\n\n") && sse.matches('\n').count() == 4,
+            "{sse}"
+        );
         assert_eq!(json["id"], "1-2-9");
         assert_eq!(json["kind"], "transcript");
         assert_eq!(json["sid"], 7001);

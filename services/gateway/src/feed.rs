@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
-use crate::event::{Cursor, Event, Kind, Stored};
+use crate::event::{Cursor, Event, Kind, Rendered, Stored};
 use crate::filter::{Filter, Start};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -29,15 +29,8 @@ const MAX_REPLAYS: usize = 3;
 /// What a connection sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// An event, with the client's cursor after it.
-    Event {
-        /// The cursor (SSE `id`).
-        id: Cursor,
-        /// Its kind (SSE `event`).
-        kind: Kind,
-        /// Its JSON.
-        json: String,
-    },
+    /// An event, with the client's cursor after it as its id.
+    Event(Rendered),
     /// The last frame: why the stream ends.
     Closing(Closing),
 }
@@ -149,13 +142,26 @@ impl Feed {
         let mut live_since_replay = false;
         loop {
             match live.recv().await {
-                Ok(event) => {
+                Ok(live_event) => {
                     live_since_replay = true;
+                    let event = &live_event.event;
                     if seen.covers(event.kind, event.seq) {
                         continue;
                     }
-                    seen.advance(event.kind, event.seq);
-                    if self.send(&event, seen, frames).await.is_err() {
+                    // Following the hub, the client has been through everything up to the hub's
+                    // position, so the hub's rendering fits; a cursor from a replica further
+                    // ahead than this one keeps its own.
+                    let shared = seen.within(live_event.rendered.id);
+                    seen.advance_to(live_event.rendered.id);
+                    if !self.filter.matches(event, &self.principal) {
+                        continue;
+                    }
+                    let rendered = if shared {
+                        live_event.rendered.clone()
+                    } else {
+                        event.render(seen)
+                    };
+                    if self.send(event.kind, rendered, frames).await.is_err() {
                         return None;
                     }
                 }
@@ -177,24 +183,20 @@ impl Feed {
         }
     }
 
+    /// Sends an event of `kind` (the client may see it and asked for it).
     async fn send(
         &self,
-        event: &Event,
-        id: Cursor,
+        kind: Kind,
+        rendered: Rendered,
         frames: &mpsc::Sender<Frame>,
     ) -> Result<(), Gone> {
-        if !self.filter.matches(event, &self.principal) {
-            return Ok(());
-        }
-        let frame = Frame::Event {
-            id,
-            kind: event.kind,
-            json: event.json(id),
-        };
-        frames.send(frame).await.map_err(|_| Gone)?;
+        frames
+            .send(Frame::Event(rendered))
+            .await
+            .map_err(|_| Gone)?;
         self.metrics
             .events_sent
-            .with_label_values(&[event.kind.as_str()])
+            .with_label_values(&[kind.as_str()])
             .inc();
         Ok(())
     }
@@ -246,8 +248,11 @@ impl Feed {
             };
             let (kind, seq, event) = readers[i].take().ok_or(Replay::Unavailable)?;
             seen.advance(kind, seq);
-            if let Some(event) = event {
-                self.send(&event, *seen, frames)
+            if let Some(event) = event
+                && self.filter.matches(&event, &self.principal)
+            {
+                let rendered = event.render(*seen);
+                self.send(event.kind, rendered, frames)
                     .await
                     .map_err(|_| Replay::Gone)?;
             }

@@ -13,7 +13,7 @@ use futures::StreamExt as _;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Cursor, Event, Kind, Stored};
+use crate::event::{Cursor, Event, Kind, Rendered, Stored};
 use crate::metrics::Metrics;
 
 /// Why the hub could not start.
@@ -27,10 +27,20 @@ pub struct HubError {
     pub source: async_nats::Error,
 }
 
+/// An event as the hub sends it: the event, and its rendering with the hub's position after
+/// it as the cursor (right for every client that has followed the hub up to it).
+#[derive(Debug)]
+pub struct LiveEvent {
+    /// The event.
+    pub event: Event,
+    /// Its JSON and SSE frame.
+    pub rendered: Rendered,
+}
+
 #[derive(Debug)]
 struct Shared {
     position: Cursor,
-    sender: broadcast::Sender<Arc<Event>>,
+    sender: broadcast::Sender<Arc<LiveEvent>>,
 }
 
 /// The live side of every client's stream.
@@ -84,7 +94,7 @@ impl Hub {
 
     /// A receiver of every event from now on, and the position it starts after: every event at
     /// or before it was sent earlier, every later one comes through the receiver.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Event>>, Cursor) {
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<LiveEvent>>, Cursor) {
         let shared = self.lock();
         (shared.sender.subscribe(), shared.position)
     }
@@ -99,8 +109,12 @@ impl Hub {
         let mut shared = self.lock();
         shared.position.advance(kind, seq);
         if let Some(event) = event {
+            let rendered = event.render(shared.position);
             // No receiver is not an error: nobody is connected.
-            shared.sender.send(Arc::new(event)).ok();
+            shared
+                .sender
+                .send(Arc::new(LiveEvent { event, rendered }))
+                .ok();
         }
     }
 

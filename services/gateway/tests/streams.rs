@@ -221,3 +221,67 @@ async fn tls_is_served_through_rustls() {
     assert!(plain.is_err(), "plain HTTP is not served on a TLS port");
     gateway.stop().await.expect("a clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_may_call_only_from_the_configured_origins() {
+    let nats = NatsServer::start().await;
+    let mut config = config(&nats);
+    config.http.cors_origins = vec!["https://newsroom.example".to_owned()];
+    let addr = config.http.listen_addr;
+    let gateway = started(config).await;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("http://{addr}/v1/talkgroups"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://newsroom.example")
+        .await
+        .expect("an answer");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"https://newsroom.example"[..])
+    );
+    let refused = preflight("https://elsewhere.example")
+        .await
+        .expect("an answer");
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    gateway.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_from_a_replica_further_ahead_never_moves_back() {
+    let nats = NatsServer::start().await;
+    let config = config(&nats);
+    let addr = config.http.listen_addr;
+    let gateway = started(config).await;
+    // As if another replica had already been through 1,000 transcripts this one has not read.
+    let url = format!("http://{addr}/v1/events?since_seq=0-0-1000");
+    let client = reqwest::Client::new();
+    let mut stream = SseStream::connect(&client, &url, &[])
+        .await
+        .expect("a stream");
+    publish_calls(&nats, 0..2, 10).await;
+    for expected in ["1-0-1000", "2-0-1000"] {
+        let frame = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("an event")
+            .expect("the stream stays open");
+        assert_eq!(frame.id.as_deref(), Some(expected));
+    }
+    gateway.stop().await.expect("a clean stop");
+}

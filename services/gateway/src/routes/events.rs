@@ -6,16 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt as _;
+use bytes::Bytes;
 use prometheus::IntGauge;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::Api;
 use crate::auth::Principal;
@@ -63,7 +62,8 @@ fn open(api: &Arc<Api>, principal: Arc<Principal>, query: EventsQuery) -> mpsc::
 }
 
 /// `GET /v1/events`: `id` is the client's cursor, `event` the kind, `data` the JSON. The
-/// stream ends with a `reconnect` event (shutdown) or a `dropped` one (too slow).
+/// stream ends with a `reconnect` event (shutdown) or a `dropped` one (too slow). Each event's
+/// frame is made once and written as it is to every client following live.
 pub async fn sse(
     State(api): State<Arc<Api>>,
     Extension(principal): Extension<Arc<Principal>>,
@@ -72,25 +72,50 @@ pub async fn sse(
 ) -> Result<Response, ApiError> {
     let frames = open(&api, principal, parse(&headers, query.as_deref())?);
     let connected = Connected::new(api.metrics.connections.with_label_values(&["sse"]));
-    let events = ReceiverStream::new(frames).map(move |frame| {
-        // The stream owns the gauge's guard: the count drops when the client goes.
-        let _connected = &connected;
-        Ok::<_, Infallible>(match frame {
-            Frame::Event { id, kind, json } => SseEvent::default()
-                .id(id.to_string())
-                .event(kind.as_str())
-                .data(json),
-            Frame::Closing(closing) => SseEvent::default()
-                .event(match closing {
-                    Closing::Lagged => "dropped",
-                    Closing::ShuttingDown | Closing::Unavailable => "reconnect",
-                })
-                .retry(RECONNECT_AFTER)
-                .data(closing.json()),
-        })
+    let mut heartbeat = tokio::time::interval(api.heartbeat);
+    heartbeat.reset();
+    let state = Some((frames, heartbeat, connected));
+    // The state (and with it the connection count) goes when the client does.
+    let body = futures::stream::unfold(state, |state| async move {
+        let (mut frames, mut heartbeat, connected) = state?;
+        let chunk = tokio::select! {
+            frame = frames.recv() => match frame? {
+                Frame::Event(rendered) => {
+                    heartbeat.reset();
+                    rendered.sse
+                }
+                Frame::Closing(closing) => {
+                    let sse = closing_frame(closing);
+                    return Some((Ok::<_, Infallible>(sse), None));
+                }
+            },
+            _ = heartbeat.tick() => Bytes::from_static(HEARTBEAT),
+        };
+        Some((Ok(chunk), Some((frames, heartbeat, connected))))
     });
-    let keep_alive = KeepAlive::new().interval(api.heartbeat).text("heartbeat");
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        // Proxies that buffer responses (nginx) pass this one through as it comes.
+        (HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// The SSE comment that keeps an idle stream open.
+const HEARTBEAT: &[u8] = b": heartbeat\n\n";
+
+/// The last SSE frame: `dropped` (too slow) or `reconnect`, with the reason as JSON.
+fn closing_frame(closing: Closing) -> Bytes {
+    let event = match closing {
+        Closing::Lagged => "dropped",
+        Closing::ShuttingDown | Closing::Unavailable => "reconnect",
+    };
+    let retry = RECONNECT_AFTER.as_millis();
+    Bytes::from(format!(
+        "event: {event}\nretry: {retry}\ndata: {}\n\n",
+        closing.json()
+    ))
 }
 
 /// `GET /v1/ws`: each event a text frame of its JSON (with `id` and `kind`); pings keep the
@@ -127,8 +152,12 @@ async fn forward(mut socket: WebSocket, mut frames: mpsc::Receiver<Frame>, heart
     loop {
         tokio::select! {
             frame = frames.recv() => match frame {
-                Some(Frame::Event { json, .. }) => {
-                    if socket.send(Message::Text(json.into())).await.is_err() {
+                Some(Frame::Event(rendered)) => {
+                    // Compact JSON made from valid strings is valid UTF-8.
+                    let Ok(text) = Utf8Bytes::try_from(rendered.json) else {
+                        continue;
+                    };
+                    if socket.send(Message::Text(text)).await.is_err() {
                         return;
                     }
                 }
