@@ -44,10 +44,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// One client's deliveries: (call id, kind) and the delay in ms of each.
+/// One client's deliveries: (call id, kind) and the delay in ms of each, and whether the
+/// gateway dropped it.
 struct Received {
     events: Vec<(String, String)>,
     delays_ms: Vec<f64>,
+    dropped: bool,
+}
+
+/// The string value of top-level envelope field `name` (`"name":"value"`), read without parsing
+/// the whole event, so the clients cost this process as little as possible.
+fn field<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+    let start = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
+    let len = json[start..].find('"')?;
+    Some(&json[start..start + len])
 }
 
 async fn follow(url: String, stop: Arc<AtomicBool>) -> Received {
@@ -58,25 +68,25 @@ async fn follow(url: String, stop: Arc<AtomicBool>) -> Received {
     let mut received = Received {
         events: Vec::new(),
         delays_ms: Vec::new(),
+        dropped: false,
     };
     while !stop.load(Ordering::Relaxed) {
-        let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+        let Ok(frame) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await
         else {
             continue;
         };
-        let now = OffsetDateTime::now_utc();
-        let json: serde_json::Value = serde_json::from_str(&frame.data).expect("JSON");
-        let Some(stored) = json["stored_at"].as_str() else {
-            panic!("the client was dropped: {}", frame.data);
+        let Some(frame) = frame.filter(|f| f.event != "dropped") else {
+            received.dropped = true;
+            break;
         };
+        let now = OffsetDateTime::now_utc();
+        let stored = field(&frame.data, "stored_at").expect("stored_at");
         let stored = OffsetDateTime::parse(stored, &Rfc3339).expect("RFC 3339");
         received
             .delays_ms
             .push((now - stored).as_seconds_f64() * 1000.0);
-        received.events.push((
-            json["call_id"].as_str().unwrap_or_default().to_owned(),
-            frame.event,
-        ));
+        let call_id = field(&frame.data, "call_id").expect("call_id");
+        received.events.push((call_id.to_owned(), frame.event));
     }
     received
 }
@@ -148,7 +158,7 @@ async fn main() {
     let cpu = process_cpu_seconds(gateway_pid) - cpu_before;
     stop.store(true, Ordering::Relaxed);
     let mut all_delays = Vec::new();
-    let (mut complete, mut fewest) = (0, usize::MAX);
+    let (mut complete, mut fewest, mut dropped) = (0, usize::MAX, 0);
     let wanted: std::collections::HashSet<&str> = made.iter().map(|c| c.key.as_str()).collect();
     for follower in followers {
         let received = follower.await.expect("a follower");
@@ -162,6 +172,7 @@ async fn main() {
         if mine == expected {
             complete += 1;
         }
+        dropped += usize::from(received.dropped);
         all_delays.extend(received.delays_ms);
     }
     all_delays.sort_by(f64::total_cmp);
@@ -173,7 +184,7 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "  clients with every event: {complete}/{clients} (fewest received: {fewest}); deliveries {delivered}"
+        "  clients with every event: {complete}/{clients} (fewest received: {fewest}, dropped for lag: {dropped}); deliveries {delivered}"
     );
     println!(
         "  added delivery delay (stored → client): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
