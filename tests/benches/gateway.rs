@@ -29,6 +29,8 @@ use time::format_description::well_known::Rfc3339;
 
 const WARM_UP: Duration = Duration::from_secs(5);
 const MIB: f64 = 1024.0 * 1024.0;
+/// Longest wait, after the window, for every client to have every event.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -60,7 +62,7 @@ fn field<'a>(json: &'a str, name: &str) -> Option<&'a str> {
     Some(&json[start..start + len])
 }
 
-async fn follow(url: String, stop: Arc<AtomicBool>) -> Received {
+async fn follow(url: String, stop: Arc<AtomicBool>, total: Arc<AtomicU64>) -> Received {
     let client = reqwest::Client::new();
     let mut stream = SseStream::connect(&client, &url, &[])
         .await
@@ -87,6 +89,7 @@ async fn follow(url: String, stop: Arc<AtomicBool>) -> Received {
             .push((now - stored).as_seconds_f64() * 1000.0);
         let call_id = field(&frame.data, "call_id").expect("call_id");
         received.events.push((call_id.to_owned(), frame.event));
+        total.fetch_add(1, Ordering::Relaxed);
     }
     received
 }
@@ -129,12 +132,17 @@ async fn main() {
     let gateway_pid = gateway.pid().expect("running");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
     let followers: Vec<_> = (0..clients)
-        .map(|_| tokio::spawn(follow(format!("{base}/v1/events"), Arc::clone(&stop))))
+        .map(|_| {
+            let url = format!("{base}/v1/events");
+            tokio::spawn(follow(url, Arc::clone(&stop), Arc::clone(&total)))
+        })
         .collect();
     tokio::time::sleep(WARM_UP).await;
     // Calls at the rate, for the window.
-    let cpu_before = process_cpu_seconds(gateway_pid);
+    let me = std::process::id();
+    let cpu_before = [process_cpu_seconds(gateway_pid), process_cpu_seconds(me)];
     let started = SystemTime::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let talkgroups = sim.world().talkgroups.clone();
@@ -151,12 +159,22 @@ async fn main() {
             ..bcfy_simulator::CallSpec::default()
         }));
     }
-    // The last calls' audio and transcripts arrive within the drain.
     let expected = made.len() * 3;
-    let mut delivered = 0;
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let cpu = process_cpu_seconds(gateway_pid) - cpu_before;
+    // Until every client has every event (only the window makes calls), or a minute.
+    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while total.load(Ordering::Relaxed) < (expected * clients) as u64
+        && tokio::time::Instant::now() < deadline
+    {
+        tick.tick().await;
+    }
+    let drained_after = started.elapsed().unwrap_or_default().saturating_sub(window);
+    let cpu = [
+        process_cpu_seconds(gateway_pid) - cpu_before[0],
+        process_cpu_seconds(me) - cpu_before[1],
+    ];
     stop.store(true, Ordering::Relaxed);
+    let mut delivered = 0;
     let mut all_delays = Vec::new();
     let (mut complete, mut fewest, mut dropped) = (0, usize::MAX, 0);
     let wanted: std::collections::HashSet<&str> = made.iter().map(|c| c.key.as_str()).collect();
@@ -192,7 +210,13 @@ async fn main() {
         percentile(&all_delays, 0.99),
         percentile(&all_delays, 1.0)
     );
-    println!("  gateway: peak RSS {rss:.1} MiB, CPU {cpu:.1} s over the window and drain");
+    println!(
+        "  drained {:.1} s after the window; CPU over window and drain: gateway {:.1} s, this process (simulator, fake STT, clients) {:.1} s",
+        drained_after.as_secs_f64(),
+        cpu[0],
+        cpu[1]
+    );
+    println!("  gateway: peak RSS {rss:.1} MiB");
 
     // Audio GETs against the calls of the window.
     let seconds = knob("BENCH_AUDIO_SECONDS", 10);
