@@ -21,7 +21,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 
 /// Frames waiting for one client's connection.
-pub const FRAMES_BUFFERED: usize = 8;
+pub const FRAMES_BUFFERED: usize = 32;
 /// How many times a client may fall behind the hub while it is being replayed to, before it
 /// counts as too slow.
 const MAX_REPLAYS: usize = 3;
