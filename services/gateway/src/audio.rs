@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bcfy_bus::subject::Shard;
 use bytes::Bytes;
+use time::OffsetDateTime;
 
 use crate::error::ApiError;
 
@@ -25,6 +26,9 @@ pub struct AudioFile {
     pub content_type: String,
     /// SHA-256 of the bytes (hex).
     pub sha256: String,
+    /// When the stream lets the file go (its last chunk's age reaches the stream's
+    /// `max_age`); from then on it is answered as gone, from the cache too.
+    pub expires_at: OffsetDateTime,
 }
 
 /// Recently served files, up to a total size; the oldest go first.
@@ -54,9 +58,13 @@ impl AudioCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cached file of `call_id`.
-    pub fn get(&self, call_id: &str) -> Option<Arc<AudioFile>> {
-        self.lock().files.get(call_id).cloned()
+    /// The cached file of `call_id`, unless the stream has let it go by `now`.
+    pub fn get(&self, call_id: &str, now: OffsetDateTime) -> Option<Arc<AudioFile>> {
+        self.lock()
+            .files
+            .get(call_id)
+            .filter(|file| file.expires_at > now)
+            .cloned()
     }
 
     /// Keeps `file` (unless it alone is larger than the cache), evicting the oldest.
@@ -259,15 +267,22 @@ mod tests {
                 bytes: Bytes::from(vec![0; n]),
                 content_type: "audio/mp4".to_owned(),
                 sha256: String::new(),
+                expires_at: OffsetDateTime::UNIX_EPOCH + time::Duration::days(1),
             })
         };
         let cache = AudioCache::new(10);
         cache.insert("a", file(4));
         cache.insert("b", file(4));
         cache.insert("c", file(4));
-        assert!(cache.get("a").is_none(), "the oldest went first");
-        assert!(cache.get("b").is_some() && cache.get("c").is_some());
+        let now = OffsetDateTime::UNIX_EPOCH;
+        assert!(cache.get("a", now).is_none(), "the oldest went first");
+        assert!(cache.get("b", now).is_some() && cache.get("c", now).is_some());
         cache.insert("big", file(11));
-        assert!(cache.get("big").is_none(), "larger than the cache");
+        assert!(cache.get("big", now).is_none(), "larger than the cache");
+        let later = now + time::Duration::days(2);
+        assert!(
+            cache.get("b", later).is_none(),
+            "not once the stream let it go"
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct AudioRecord {
     pub seq: u64,
     /// Its headers (the call's trace context among them).
     pub headers: async_nats::HeaderMap,
+    /// When it was stored.
+    pub stored_at: OffsetDateTime,
 }
 
 /// Everything the streams hold of one call.
@@ -182,6 +184,7 @@ pub async fn find_audio(
             last,
             seq: message.sequence,
             headers: message.headers,
+            stored_at: message.time,
         },
     )))
 }
@@ -281,20 +284,6 @@ async fn find_live(
         }
     }
     Ok(None)
-}
-
-/// When the oldest audio still stored was stored (`None`: the stream is empty).
-///
-/// # Errors
-///
-/// 503 when the stream cannot be read.
-pub async fn oldest_audio(js: &jetstream::Context) -> Result<Option<OffsetDateTime>, ApiError> {
-    let mut stream = js
-        .get_stream(STREAM_CALLS_AUDIO)
-        .await
-        .map_err(unavailable)?;
-    let state = &stream.info().await.map_err(unavailable)?.state;
-    Ok((state.messages > 0).then_some(state.first_timestamp))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The gateway in-process against a real nats-server, with events published straight into the
 //! streams: a client that stops reading is dropped with a reason while another gets every
-//! event; shutdown tells streaming clients to reconnect; TLS serves through rustls.
+//! event; shutdown tells streaming clients to reconnect; a cursor never moves back; audio not
+//! stored yet is 404 and audio aged out of its stream 410; CORS; TLS through rustls.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -283,5 +284,88 @@ async fn a_cursor_from_a_replica_further_ahead_never_moves_back() {
             .expect("the stream stays open");
         assert_eq!(frame.id.as_deref(), Some(expected));
     }
+    gateway.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_not_stored_yet_is_404_and_audio_aged_out_is_410() {
+    use bcfy_bus::topology::StreamLimits;
+    use bcfy_proto::AudioPayloadEvent;
+
+    let nats = NatsServer::start().await;
+    let mut config = config(&nats);
+    // Audio is kept two seconds.
+    config.topology.calls_audio = StreamLimits {
+        max_age: Some(Duration::from_secs(2)),
+        duplicate_window: Some(Duration::from_secs(1)),
+        ..StreamLimits::default()
+    };
+    let addr = config.http.listen_addr;
+    let gateway = started(config).await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
+    let publisher = Publisher::new(js);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let live = |n: i64| {
+        let call = Call {
+            system_id: Some(1502),
+            filename: Some(format!("{}-{}", now + n, SHARD.tg)),
+            hash: Some(format!("fresh{n}")),
+            call_tg: Some(SHARD.tg),
+            ..Call::default()
+        };
+        let id = CallId::for_call(&call);
+        let envelope = LiveCallEnvelope {
+            call_id: id.to_string(),
+            call: Some(call),
+            ..LiveCallEnvelope::default()
+        };
+        (id, envelope)
+    };
+    let (waiting, envelope) = live(0);
+    publisher
+        .publish(subject::live(SHARD), waiting.as_str(), &envelope)
+        .await
+        .expect("stored");
+    let (expired, envelope) = live(1);
+    publisher
+        .publish(subject::live(SHARD), expired.as_str(), &envelope)
+        .await
+        .expect("stored");
+    let audio = AudioPayloadEvent {
+        call_id: expired.to_string(),
+        payload: b"audio".to_vec().into(),
+        content_type: "audio/mp4".to_owned(),
+        r#final: true,
+        total_size: 5,
+        call: envelope.call.clone(),
+        ..AudioPayloadEvent::default()
+    };
+    publisher
+        .publish(subject::audio(SHARD, &expired), expired.as_str(), &audio)
+        .await
+        .expect("stored");
+    let client = reqwest::Client::new();
+    let status_and_code = |id: CallId| {
+        let request = client.get(format!("http://{addr}/v1/calls/{id}/audio"));
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (
+                status,
+                body["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    // The stored one answers first; once its stream let it go it is gone, not missing.
+    assert_eq!(status_and_code(expired.clone()).await.0, 200);
+    assert_eq!(
+        status_and_code(waiting.clone()).await,
+        (404, "audio_not_ready".to_owned())
+    );
+    eventually(PATIENCE, "the audio to age out", || async {
+        (status_and_code(expired.clone()).await == (410, "audio_expired".to_owned())).then_some(())
+    })
+    .await;
     gateway.stop().await.expect("a clean stop");
 }

@@ -128,7 +128,7 @@ pub async fn audio(
 ) -> Result<Response, ApiError> {
     let call_id = path_id(call_id)?;
     let id = lookup::parse_call_id(&call_id)?;
-    if let Some(file) = api.audio_cache.get(id.as_str()) {
+    if let Some(file) = api.audio_cache.get(id.as_str(), OffsetDateTime::now_utc()) {
         if !principal.sees(file.shard) {
             return Err(not_found(&call_id));
         }
@@ -160,6 +160,7 @@ pub async fn audio(
         bytes,
         content_type: record.last.content_type.clone(),
         sha256: record.last.sha256.clone(),
+        expires_at: record.stored_at + api.audio_max_age,
     });
     api.audio_cache.insert(id.as_str(), Arc::clone(&file));
     api.metrics
@@ -177,35 +178,24 @@ fn gone(call_id: &str) -> ApiError {
     )
 }
 
-/// Why a call has no audio: unknown (404), not fetched yet (404 `audio_not_ready`), or older
-/// than the audio stream keeps (410).
+/// Why a call has no audio: unknown (404), not stored yet (404 `audio_not_ready`), or no longer
+/// (410).
 async fn missing_audio(api: &Api, principal: &Principal, call_id: &str) -> ApiError {
     let record = match visible_call(api, principal, call_id).await {
         Ok(record) => record,
         Err(error) => return error,
     };
-    let Some(stored_at) = record.live.as_ref().map(|l| l.stored_at).or_else(|| {
-        record
-            .transcripts
-            .first()
-            .and_then(|(t, _)| completed_at(t))
-    }) else {
-        return gone(call_id);
-    };
-    let aged_out = stored_at + api.audio_max_age < OffsetDateTime::now_utc();
-    let before_oldest = match lookup::oldest_audio(&api.js).await {
-        Ok(oldest) => oldest.is_some_and(|oldest| stored_at < oldest),
-        Err(error) => return error,
-    };
-    if aged_out || before_oldest || !record.transcripts.is_empty() {
+    // Audio is only ever removed by age (the stream refuses new audio when full) and is stored
+    // after its live event; a transcript means it was stored once.
+    let now = OffsetDateTime::now_utc();
+    let aged_out = record
+        .live
+        .as_ref()
+        .is_none_or(|live| live.stored_at + api.audio_max_age < now);
+    if aged_out || !record.transcripts.is_empty() {
         gone(call_id)
     } else {
         ApiError::not_found(format!("the audio of `{call_id}` is not stored yet"))
             .with_code("audio_not_ready")
     }
-}
-
-fn completed_at(result: &bcfy_proto::TranscriptionResult) -> Option<OffsetDateTime> {
-    let at = result.completed_at.as_ref()?;
-    OffsetDateTime::from_unix_timestamp(at.seconds).ok()
 }
