@@ -214,6 +214,48 @@ mod tests {
         );
     }
 
+    fn transcript(tg: i64, text: &str) -> Event {
+        use prost::Message as _;
+        let payload = bcfy_proto::TranscriptionResult {
+            call_id: "1502-1767225600-2345-abc".to_owned(),
+            text: text.to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let subject = format!("transcription.complete.7001.{tg}.1502-1767225600-2345-abc");
+        Event::from_stored(crate::event::Stored {
+            subject: &subject,
+            seq: 1,
+            time: OffsetDateTime::UNIX_EPOCH,
+            headers: None,
+            payload: &payload,
+        })
+        .expect("an event")
+        .expect("shown")
+    }
+
+    #[test]
+    fn q_matches_transcript_text_in_any_case_within_the_scope() {
+        let keys = crate::auth::KeyStore::new(
+            crate::auth::KeysFile::default(),
+            Some(crate::auth::Grant {
+                scope: vec!["7001-2345".to_owned().try_into().expect("valid")],
+                ..Default::default()
+            }),
+        );
+        let principal = keys.admit(None).expect("anonymous");
+        let filter = EventsQuery::parse(Some("q=ENGINE%205"), None)
+            .expect("valid")
+            .filter;
+        assert!(filter.matches(&transcript(2345, "Engine 5 respond"), &principal));
+        assert!(!filter.matches(&transcript(2345, "Medic 3 respond"), &principal));
+        assert!(
+            !filter.matches(&transcript(2346, "Engine 5 respond"), &principal),
+            "out of scope"
+        );
+        assert_eq!(filter.kinds().collect::<Vec<_>>(), [Kind::Transcript]);
+    }
+
     #[test]
     fn bad_queries_are_refused_with_the_parameter_named() {
         for (query, names) in [
