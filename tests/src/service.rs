@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 
+/// Every service binary.
+pub const SERVICES: [&str; 5] = [
+    "poller",
+    "audio-fetcher",
+    "transcriber",
+    "archive-cache",
+    "gateway",
+];
+
 /// The directory the workspace's binaries are built into (next to this test's own binary).
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");

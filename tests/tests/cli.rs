@@ -5,15 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use bcfy_e2e::service::binary;
+use bcfy_e2e::service::{SERVICES, binary};
 
-const SERVICES: [&str; 5] = [
-    "poller",
-    "audio-fetcher",
-    "transcriber",
-    "archive-cache",
-    "gateway",
-];
 /// Exit code for bad arguments or config (`EX_USAGE`).
 const EXIT_USAGE: i32 = 64;
 

@@ -219,13 +219,6 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
 /// The trace id of each call, once every call's trace holds spans from all five services and
 /// starts at the poller's `call` span for that call.
 fn traces_per_call(spans: &[ReceivedSpan], keys: &[&str]) -> Option<BTreeMap<String, String>> {
-    const SERVICES: [&str; 5] = [
-        "poller",
-        "audio-fetcher",
-        "transcriber",
-        "archive-cache",
-        "gateway",
-    ];
     let mut traces = BTreeMap::new();
     for key in keys {
         let root = spans.iter().find(|s| {
@@ -238,7 +231,7 @@ fn traces_per_call(spans: &[ReceivedSpan], keys: &[&str]) -> Option<BTreeMap<Str
             .filter(|s| s.trace_id == root.trace_id)
             .map(|s| s.service.as_str())
             .collect();
-        if services != BTreeSet::from(SERVICES) {
+        if services != BTreeSet::from(bcfy_e2e::service::SERVICES) {
             return None;
         }
         traces.insert((*key).to_owned(), root.trace_id.clone());

@@ -37,13 +37,37 @@ fn config(nats: &NatsServer) -> GatewayConfig {
     config
 }
 
-async fn started(config: GatewayConfig) -> ServiceUnderTest<bcfy_gateway::GatewayError> {
+/// The gateway running with `config`, once ready, and the address of its API.
+async fn started(
+    config: GatewayConfig,
+) -> (ServiceUnderTest<bcfy_gateway::GatewayError>, SocketAddr) {
+    let addr = config.http.listen_addr;
     let service = ServiceUnderTest::start("gateway", config, bcfy_gateway::run);
     eventually(PATIENCE, "the gateway to be ready", || async {
         service.readiness().is_ready().then_some(())
     })
     .await;
-    service
+    (service, addr)
+}
+
+/// A live call of [`SHARD`] that started at `start` (Unix seconds), with CDN hash `hash` and a
+/// description `padding` bytes long.
+fn live_call(start: i64, hash: &str, padding: usize) -> (CallId, LiveCallEnvelope) {
+    let call = Call {
+        system_id: Some(1502),
+        filename: Some(format!("{start}-{}", SHARD.tg)),
+        hash: Some(hash.to_owned()),
+        call_tg: Some(SHARD.tg),
+        descr: Some("x".repeat(padding)),
+        ..Call::default()
+    };
+    let id = CallId::for_call(&call);
+    let envelope = LiveCallEnvelope {
+        call_id: id.to_string(),
+        call: Some(call),
+        ..LiveCallEnvelope::default()
+    };
+    (id, envelope)
 }
 
 /// Publishes live calls `from..to` whose descriptions are `padding` bytes long.
@@ -56,21 +80,7 @@ async fn publish_calls(
     let publisher = Publisher::new(js);
     let mut ids = Vec::new();
     for n in calls {
-        let filename = format!("{}-{}", 1_767_225_600 + n, SHARD.tg);
-        let call = Call {
-            system_id: Some(1502),
-            filename: Some(filename.clone()),
-            hash: Some(format!("h{n}")),
-            call_tg: Some(SHARD.tg),
-            descr: Some("x".repeat(padding)),
-            ..Call::default()
-        };
-        let id = CallId::for_call(&call);
-        let envelope = LiveCallEnvelope {
-            call_id: id.to_string(),
-            call: Some(call),
-            ..LiveCallEnvelope::default()
-        };
+        let (id, envelope) = live_call(1_767_225_600 + n as i64, &format!("h{n}"), padding);
         publisher
             .publish(subject::live(SHARD), id.as_str(), &envelope)
             .await
@@ -86,8 +96,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() 
     let nats = NatsServer::start().await;
     let mut config = config(&nats);
     config.http.client_buffer = 256;
-    let addr = config.http.listen_addr;
-    let gateway = started(config).await;
+    let (gateway, addr) = started(config).await;
     let url = format!("http://{addr}/v1/events");
     let client = reqwest::Client::new();
     let mut fast = SseStream::connect(&client, &url, &[])
@@ -171,9 +180,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_get_everything() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_streaming_clients_to_reconnect() {
     let nats = NatsServer::start().await;
-    let config = config(&nats);
-    let addr = config.http.listen_addr;
-    let gateway = started(config).await;
+    let (gateway, addr) = started(config(&nats)).await;
     let client = reqwest::Client::new();
     let mut stream = SseStream::connect(&client, &format!("http://{addr}/v1/events"), &[])
         .await
@@ -207,8 +214,8 @@ async fn tls_is_served_through_rustls() {
         cert_path,
         key_path,
     });
-    let port = config.http.listen_addr.port();
-    let gateway = started(config).await;
+    let (gateway, addr) = started(config).await;
+    let port = addr.port();
     let client = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("a PEM"),
@@ -228,8 +235,7 @@ async fn browsers_may_call_only_from_the_configured_origins() {
     let nats = NatsServer::start().await;
     let mut config = config(&nats);
     config.http.cors_origins = vec!["https://newsroom.example".to_owned()];
-    let addr = config.http.listen_addr;
-    let gateway = started(config).await;
+    let (gateway, addr) = started(config).await;
     let client = reqwest::Client::new();
     let preflight = |origin: &'static str| {
         client
@@ -267,9 +273,7 @@ async fn browsers_may_call_only_from_the_configured_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_from_a_replica_further_ahead_never_moves_back() {
     let nats = NatsServer::start().await;
-    let config = config(&nats);
-    let addr = config.http.listen_addr;
-    let gateway = started(config).await;
+    let (gateway, addr) = started(config(&nats)).await;
     // As if another replica had already been through 1,000 transcripts this one has not read.
     let url = format!("http://{addr}/v1/events?since_seq=0-0-1000");
     let client = reqwest::Client::new();
@@ -300,33 +304,16 @@ async fn audio_not_stored_yet_is_404_and_audio_aged_out_is_410() {
         duplicate_window: Some(Duration::from_secs(1)),
         ..StreamLimits::default()
     };
-    let addr = config.http.listen_addr;
-    let gateway = started(config).await;
+    let (gateway, addr) = started(config).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
     let publisher = Publisher::new(js);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let live = |n: i64| {
-        let call = Call {
-            system_id: Some(1502),
-            filename: Some(format!("{}-{}", now + n, SHARD.tg)),
-            hash: Some(format!("fresh{n}")),
-            call_tg: Some(SHARD.tg),
-            ..Call::default()
-        };
-        let id = CallId::for_call(&call);
-        let envelope = LiveCallEnvelope {
-            call_id: id.to_string(),
-            call: Some(call),
-            ..LiveCallEnvelope::default()
-        };
-        (id, envelope)
-    };
-    let (waiting, envelope) = live(0);
+    let (waiting, envelope) = live_call(now, "waiting", 0);
     publisher
         .publish(subject::live(SHARD), waiting.as_str(), &envelope)
         .await
         .expect("stored");
-    let (expired, envelope) = live(1);
+    let (expired, envelope) = live_call(now + 1, "expired", 0);
     publisher
         .publish(subject::live(SHARD), expired.as_str(), &envelope)
         .await
