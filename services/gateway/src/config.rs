@@ -73,6 +73,11 @@ pub struct HttpConfig {
     /// buffer of this many events is shared by every client, so memory does not grow with
     /// slow clients.
     pub client_buffer: usize,
+    /// Longest a write to a client may wait; a connection whose client stopped reading is
+    /// closed after it.
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub write_timeout: Duration,
     /// Audio files kept in memory for repeated downloads (they never change).
     pub audio_cache_bytes: bcfy_config::units::ByteSize,
 }
@@ -85,6 +90,7 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             heartbeat: Duration::from_secs(15),
             client_buffer: 4096,
+            write_timeout: Duration::from_secs(30),
             audio_cache_bytes: bcfy_config::units::ByteSize(64 << 20),
         }
     }
@@ -129,6 +135,13 @@ impl Validate for GatewayConfig {
         let http = join_path(prefix, "http");
         if self.http.heartbeat < Duration::from_secs(1) {
             issues.push(ConfigIssue::new(&http, "heartbeat", "must be at least 1s"));
+        }
+        if self.http.write_timeout < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                &http,
+                "write_timeout",
+                "must be at least 1s",
+            ));
         }
         if !(16..=1 << 20).contains(&self.http.client_buffer) {
             issues.push(ConfigIssue::new(

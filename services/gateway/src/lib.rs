@@ -11,7 +11,8 @@
 //! - [`hub`]: the fan-out of each stream to every client; [`feed`]: one client's stream,
 //!   replay then live; [`filter`]: what a client asks to see;
 //! - [`lookup`]: finding a call in the streams; [`audio`]: serving its file;
-//! - [`api`] and [`routes`]: the HTTP API; [`serve`]: plain or TLS;
+//! - [`api`] and [`routes`]: the HTTP API; [`serve`]: plain or TLS; [`stall`]: closing
+//!   connections whose client stopped reading;
 //! - [`metrics`], [`error`].
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
+pub mod stall;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,6 +105,9 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
         .find(|(name, _, _)| *name == STREAM_CALLS_AUDIO)
         .map(|(_, _, limits)| limits.max_age)
         .unwrap_or_default();
+    let dropped_for_stalling = metrics
+        .clients_dropped
+        .with_label_values(&["stopped_reading"]);
     let api = Arc::new(Api {
         js: bus.js.clone(),
         hub,
@@ -123,7 +128,11 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
     );
     let router = api::router(api, Arc::new(keys), &config.http.cors_origins);
     context.set_ready();
-    serve::serve(listener, tls, router, shutdown)
+    let stall = serve::StallLimit {
+        limit: config.http.write_timeout,
+        closed: dropped_for_stalling,
+    };
+    serve::serve(listener, tls, stall, router, shutdown)
         .await
         .map_err(listen_error)?;
     tracing::info!("Gateway stopped.");

@@ -10,7 +10,8 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     /// Events sent to clients, by event kind.
     pub events_sent: IntCounterVec,
-    /// Streaming clients disconnected by the gateway, by reason (`lagged`).
+    /// Clients disconnected by the gateway, by reason (`lagged`: fell behind the hub's buffer;
+    /// `stopped_reading`: a write to it waited past `http.write_timeout`).
     pub clients_dropped: IntCounterVec,
     /// Request latency by route and status (for streams: until the response starts).
     pub request_seconds: HistogramVec,

@@ -1,5 +1,6 @@
 //! Serving the router on the public port: plain HTTP, or TLS through rustls. TLS handshakes
-//! run in their own tasks, so a slow client cannot hold up the accept loop.
+//! run in their own tasks, so a slow client cannot hold up the accept loop. Every connection
+//! is closed once a write to it has waited past the limit ([`StallGuard`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use prometheus::IntCounter;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::stall::StallGuard;
 
 use crate::config::TlsConfig;
 
@@ -67,9 +71,68 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
+/// How connections whose client stopped reading are closed.
+#[derive(Debug, Clone)]
+pub struct StallLimit {
+    /// Longest a write may wait.
+    pub limit: Duration,
+    /// Counts the connections closed for it.
+    pub closed: IntCounter,
+}
+
+impl StallLimit {
+    fn guard<T>(&self, io: T) -> StallGuard<T> {
+        StallGuard::new(io, self.limit, self.closed.clone())
+    }
+}
+
+/// Waits for the next TCP connection; `None` after shutdown.
+async fn next_tcp(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %error, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// A plain listener whose connections are guarded against stalled clients.
+struct PlainListener {
+    listener: TcpListener,
+    stall: StallLimit,
+    shutdown: CancellationToken,
+}
+
+impl axum::serve::Listener for PlainListener {
+    type Io = StallGuard<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match next_tcp(&self.listener, &self.shutdown).await {
+            Some((tcp, peer)) => (self.stall.guard(tcp), peer),
+            // Only after shutdown, when the server stops accepting anyway.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
 /// A listener whose connections are TLS-handshaken in the background.
 struct TlsListener {
-    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    accepted: mpsc::Receiver<(StallGuard<TlsStream<TcpStream>>, SocketAddr)>,
     local_addr: SocketAddr,
 }
 
@@ -77,28 +140,18 @@ impl TlsListener {
     fn new(
         listener: TcpListener,
         acceptor: TlsAcceptor,
+        stall: StallLimit,
         shutdown: CancellationToken,
     ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let (sender, accepted) = mpsc::channel(ACCEPTED_BUFFER);
         tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(error) => {
-                            tracing::warn!(error = %error, "Accepting a connection failed.");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let (acceptor, sender) = (acceptor.clone(), sender.clone());
+            while let Some((tcp, peer)) = next_tcp(&listener, &shutdown).await {
+                let (acceptor, sender, stall) = (acceptor.clone(), sender.clone(), stall.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         // The server may be shutting down; the connection is dropped then.
-                        Ok(Ok(stream)) => drop(sender.send((stream, peer)).await),
+                        Ok(Ok(stream)) => drop(sender.send((stall.guard(stream), peer)).await),
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, error = %error, "TLS handshake failed.")
                         }
@@ -115,7 +168,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = StallGuard<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -140,19 +193,26 @@ impl axum::serve::Listener for TlsListener {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    stall: StallLimit,
     router: Router,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    let stopped = shutdown.clone().cancelled_owned();
     match tls {
         Some(acceptor) => {
-            let listener = TlsListener::new(listener, acceptor, shutdown.clone())?;
+            let listener = TlsListener::new(listener, acceptor, stall, shutdown)?;
             axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .with_graceful_shutdown(stopped)
                 .await
         }
         None => {
+            let listener = PlainListener {
+                listener,
+                stall,
+                shutdown,
+            };
             axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .with_graceful_shutdown(stopped)
                 .await
         }
     }

@@ -356,3 +356,37 @@ async fn audio_not_stored_yet_is_404_and_audio_aged_out_is_410() {
     .await;
     gateway.stop().await.expect("a clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_disconnected_after_the_write_timeout() {
+    let nats = NatsServer::start().await;
+    let mut config = config(&nats);
+    config.http.write_timeout = Duration::from_secs(1);
+    let (gateway, addr) = started(config).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut silent = socket.connect(addr).await.expect("connected");
+    silent
+        .write_all(b"GET /v1/events HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await
+        .expect("request sent");
+    let connected = || gateway.metric("bcfy_gateway_connections", Some(("kind", "sse")));
+    eventually(PATIENCE, "the client to be connected", || async {
+        (connected() == 1.0).then_some(())
+    })
+    .await;
+    // More than every buffer on the way holds (12 MiB).
+    publish_calls(&nats, 0..3000, 4096).await;
+    eventually(PATIENCE, "the gateway to close the connection", || async {
+        (connected() == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        gateway.metric(
+            "bcfy_gateway_clients_dropped_total",
+            Some(("reason", "stopped_reading"))
+        ),
+        1.0
+    );
+    gateway.stop().await.expect("a clean stop");
+}
