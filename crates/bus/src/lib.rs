@@ -11,6 +11,7 @@
 //! - [`ensure`]: idempotent creation at startup, with config-drift reports;
 //! - [`publish`]: `Nats-Msg-Id`, `Content-Type`, trace context, awaited PubAck;
 //! - [`reassemble`]: a call's audio rebuilt from its chunks in the stream;
+//! - [`stored`]: what a stream holds on a subject, read back without a durable consumer;
 //! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
 //! - [`trace_context`]: W3C trace context in NATS headers.
 
@@ -22,6 +23,7 @@ pub mod consume;
 pub mod ensure;
 pub mod publish;
 pub mod reassemble;
+pub mod stored;
 pub mod subject;
 pub mod topology;
 pub mod trace_context;

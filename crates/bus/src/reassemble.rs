@@ -4,10 +4,9 @@
 //! back from the stream, so reassembly needs no per-call state in any replica: whichever replica
 //! gets the final chunk rebuilds the file, and a crash loses nothing.
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream;
 use bcfy_proto::AudioPayloadEvent;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt as _;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
@@ -112,45 +111,20 @@ pub async fn reassemble(
     Ok(file.freeze())
 }
 
-/// Fills `chunks` from the stream: every message on `subject`, read once with an ordered
-/// consumer; the count comes from the stream's per-subject state, so the read never waits.
+/// Fills `chunks` from every message the stream holds on `subject`.
 async fn read_earlier_chunks(
     js: &jetstream::Context,
     subject: &str,
     last: &AudioPayloadEvent,
     chunks: &mut [Option<Bytes>],
 ) -> Result<(), ReassemblyError> {
-    let failed = |source: async_nats::Error| ReassemblyError::Nats {
-        call_id: last.call_id.clone(),
-        source,
-    };
-    let stream = js
-        .get_stream(STREAM_CALLS_AUDIO)
+    let messages = crate::stored::messages_on(js, STREAM_CALLS_AUDIO, subject)
         .await
-        .map_err(|e| failed(e.into()))?;
-    let mut info = stream
-        .info_with_subjects(subject)
-        .await
-        .map_err(|e| failed(e.into()))?;
-    let mut stored = 0;
-    while let Some(entry) = info.next().await {
-        let (_, count) = entry.map_err(|e| failed(e.into()))?;
-        stored += count;
-    }
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::All,
-            ..OrderedConfig::default()
-        })
-        .await
-        .map_err(|e| failed(e.into()))?;
-    let mut messages = consumer.messages().await.map_err(|e| failed(e.into()))?;
-    for _ in 0..stored {
-        let Some(message) = messages.next().await else {
-            break;
-        };
-        let message = message.map_err(|e| failed(e.into()))?;
+        .map_err(|source| ReassemblyError::Nats {
+            call_id: last.call_id.clone(),
+            source,
+        })?;
+    for message in messages {
         let Ok(event) = AudioPayloadEvent::decode(message.payload.as_ref()) else {
             continue;
         };

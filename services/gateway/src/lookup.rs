@@ -98,51 +98,9 @@ pub async fn subjects(
     stream: &str,
     filter: &str,
 ) -> Result<Vec<(String, usize)>, ApiError> {
-    let stream = js.get_stream(stream).await.map_err(unavailable)?;
-    let mut info = stream
-        .info_with_subjects(filter)
+    bcfy_bus::stored::subjects(js, stream, filter)
         .await
-        .map_err(unavailable)?;
-    let mut found = Vec::new();
-    while let Some(entry) = info.next().await {
-        found.push(entry.map_err(unavailable)?);
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// Every message stored on `subject` (`count` of them), oldest first.
-async fn read_subject(
-    js: &jetstream::Context,
-    stream: &str,
-    subject: &str,
-    count: usize,
-) -> Result<Vec<jetstream::Message>, ApiError> {
-    let consumer = js
-        .get_stream(stream)
-        .await
-        .map_err(unavailable)?
-        .create_consumer(OrderedConfig {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::All,
-            ..OrderedConfig::default()
-        })
-        .await
-        .map_err(unavailable)?;
-    let mut messages = consumer.messages().await.map_err(unavailable)?;
-    let mut read = Vec::with_capacity(count);
-    while read.len() < count {
-        let Some(message) = messages.next().await else {
-            break;
-        };
-        let message = message.map_err(unavailable)?;
-        let pending = message.info().map_or(0, |i| i.pending);
-        read.push(message);
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(read)
+        .map_err(unavailable)
 }
 
 /// The last message stored on `subject`.
@@ -199,15 +157,31 @@ pub async fn find_call(
     call_id: &CallId,
 ) -> Result<Option<CallRecord>, ApiError> {
     let audio = find_audio(js, call_id).await?;
+    find_call_with(js, call_id, audio).await
+}
+
+/// As [`find_call`], with the call's audio already looked up (`None`: not stored).
+///
+/// # Errors
+///
+/// 503 when a stream cannot be read.
+pub async fn find_call_with(
+    js: &jetstream::Context,
+    call_id: &CallId,
+    audio: Option<(Shard, AudioRecord)>,
+) -> Result<Option<CallRecord>, ApiError> {
     let filter = Kind::Transcript.subject_filter(None, None);
     let filter = format!("{}{call_id}", filter.strip_suffix('*').unwrap_or(&filter));
     let mut transcripts = Vec::new();
     let mut shard = audio.as_ref().map(|(shard, _)| *shard);
-    for (subject, count) in subjects(js, STREAM_TRANSCRIPTIONS, &filter).await? {
+    for (subject, _) in subjects(js, STREAM_TRANSCRIPTIONS, &filter).await? {
         if let Ok(parsed) = subject.parse::<ParsedSubject>() {
             shard.get_or_insert(parsed.shard());
         }
-        for message in read_subject(js, STREAM_TRANSCRIPTIONS, &subject, count).await? {
+        let messages = bcfy_bus::stored::messages_on(js, STREAM_TRANSCRIPTIONS, &subject)
+            .await
+            .map_err(unavailable)?;
+        for message in messages {
             let seq = message.info().map_or(0, |i| i.stream_sequence);
             if let Ok(result) = TranscriptionResult::decode(message.payload.as_ref()) {
                 transcripts.push((result, seq));

@@ -9,6 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use bcfy_bus::CallId;
 use bcfy_bus::reassemble::{ReassemblyError, reassemble};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -63,13 +64,13 @@ fn json_error(error: crate::event::EventError) -> ApiError {
     ApiError::unavailable(format!("a stored message cannot be shown: {error}"))
 }
 
-async fn visible_call(
-    api: &Api,
+/// The call `found`, if the caller may see it.
+fn visible(
+    found: Option<CallRecord>,
     principal: &Principal,
     call_id: &str,
 ) -> Result<CallRecord, ApiError> {
-    let id = lookup::parse_call_id(call_id)?;
-    match lookup::find_call(&api.js, &id).await? {
+    match found {
         Some(record) if principal.sees(record.shard) => Ok(record),
         _ => Err(not_found(call_id)),
     }
@@ -82,7 +83,8 @@ pub async fn call(
     call_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let call_id = path_id(call_id)?;
-    let record = visible_call(&api, &principal, &call_id).await?;
+    let id = lookup::parse_call_id(&call_id)?;
+    let record = visible(lookup::find_call(&api.js, &id).await?, &principal, &call_id)?;
     let call = record
         .live
         .as_ref()
@@ -136,7 +138,7 @@ pub async fn audio(
         return Ok(respond(&file, &headers));
     }
     let Some((shard, record)) = lookup::find_audio(&api.js, &id).await? else {
-        return Err(missing_audio(&api, &principal, &call_id).await);
+        return Err(missing_audio(&api, &principal, &id).await);
     };
     if !principal.sees(shard) {
         return Err(not_found(&call_id));
@@ -180,8 +182,13 @@ fn gone(call_id: &str) -> ApiError {
 
 /// Why a call has no audio: unknown (404), not stored yet (404 `audio_not_ready`), or no longer
 /// (410).
-async fn missing_audio(api: &Api, principal: &Principal, call_id: &str) -> ApiError {
-    let record = match visible_call(api, principal, call_id).await {
+async fn missing_audio(api: &Api, principal: &Principal, id: &CallId) -> ApiError {
+    let call_id = id.as_str();
+    let found = match lookup::find_call_with(&api.js, id, None).await {
+        Ok(found) => found,
+        Err(error) => return error,
+    };
+    let record = match visible(found, principal, call_id) {
         Ok(record) => record,
         Err(error) => return error,
     };
