@@ -256,6 +256,7 @@ async fn the_gateway_serves_the_pipeline_over_http() {
     let view: Value = response.json().await.expect("JSON");
     schemas.check("CallView", &view);
     assert_eq!(view["tg"], call.tg);
+    assert!(view["live_seq"].is_u64(), "the live event is found: {view}");
     assert_eq!(view["audio"]["sha256"], call.audio_sha256.as_str());
     assert_eq!(
         view["transcripts"][0]["text"],

@@ -1,7 +1,9 @@
 //! The gateway in-process against a real nats-server, with events published straight into the
 //! streams: a client that stops reading is dropped with a reason while another gets every
-//! event; shutdown tells streaming clients to reconnect; a cursor never moves back; audio not
-//! stored yet is 404 and audio aged out of its stream 410; CORS; TLS through rustls.
+//! event, and one that never reads is disconnected; idle streams get heartbeats; shutdown tells
+//! SSE and WebSocket clients to reconnect; a stream from a time or from a cursor starts where it
+//! should, and a cursor never moves back; audio not stored yet is 404 and audio aged out of its
+//! stream 410; CORS; TLS through rustls.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -388,5 +390,113 @@ async fn a_client_that_never_reads_is_disconnected_after_the_write_timeout() {
         ),
         1.0
     );
+    gateway.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_get_heartbeats() {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let nats = NatsServer::start().await;
+    let mut config = config(&nats);
+    config.http.heartbeat = Duration::from_secs(1);
+    let (gateway, addr) = started(config).await;
+    let mut sse = reqwest::get(format!("http://{addr}/v1/events"))
+        .await
+        .expect("a stream");
+    let first = tokio::time::timeout(PATIENCE, sse.chunk())
+        .await
+        .expect("a chunk in time")
+        .expect("read")
+        .expect("not the end");
+    assert_eq!(&first[..], b": heartbeat\n\n");
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .expect("a WebSocket");
+    let ping = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .expect("a frame in time")
+        .expect("open")
+        .expect("a frame");
+    assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+    gateway.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_are_told_to_reconnect_on_shutdown() {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let nats = NatsServer::start().await;
+    let (gateway, addr) = started(config(&nats)).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .expect("a WebSocket");
+    let ids = publish_calls(&nats, 0..1, 10).await;
+    let mut next = async || {
+        tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("a frame")
+    };
+    let Message::Text(event) = next().await else {
+        panic!("an event first");
+    };
+    let event: serde_json::Value = serde_json::from_str(&event).expect("JSON");
+    assert_eq!(event["call_id"], ids[0].as_str());
+    let stopped = tokio::spawn(gateway.stop());
+    let Message::Text(reason) = next().await else {
+        panic!("the reason before the close");
+    };
+    assert!(reason.contains("shutting_down"), "{reason}");
+    let Message::Close(Some(close)) = next().await else {
+        panic!("a close frame");
+    };
+    assert_eq!(close.code, CloseCode::Restart, "1012");
+    stopped.await.expect("joined").expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_since_a_time_starts_with_what_was_stored_from_then() {
+    let nats = NatsServer::start().await;
+    let (gateway, addr) = started(config(&nats)).await;
+    let earlier = publish_calls(&nats, 0..3, 10).await;
+    // Two transcripts before the time too: a stream from then starts after them.
+    let publisher = Publisher::new(jetstream::new(
+        async_nats::connect(nats.url()).await.expect("NATS"),
+    ));
+    for id in &earlier[..2] {
+        let id = CallId::parse(id).expect("an id");
+        let result = bcfy_proto::TranscriptionResult {
+            call_id: id.to_string(),
+            text: "earlier".to_owned(),
+            ..Default::default()
+        };
+        publisher
+            .publish(subject::transcription(SHARD, &id), id.as_str(), &result)
+            .await
+            .expect("stored");
+    }
+    // Same machine, same clock as nats-server: everything stored from here on is after it.
+    let since = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatted");
+    let later = publish_calls(&nats, 3..5, 10).await;
+    let url = format!("http://{addr}/v1/events?since={since}");
+    let client = reqwest::Client::new();
+    let mut stream = SseStream::connect(&client, &url, &[])
+        .await
+        .expect("a stream");
+    for (id, expected) in later.iter().zip(["4-0-2", "5-0-2"]) {
+        let frame = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("an event")
+            .expect("the stream stays open");
+        assert_eq!(frame.id.as_deref(), Some(expected));
+        assert!(frame.data.contains(id.as_str()), "{}", frame.data);
+    }
     gateway.stop().await.expect("a clean stop");
 }
