@@ -118,5 +118,6 @@ fn dead_letter() {
         original_payload: vec![9, 9, 9],
         call_id: "1502-1767225600-2345-k3v9q0ma".into(),
         failed_at: timestamp(),
+        redrives: 1,
     });
 }

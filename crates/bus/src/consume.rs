@@ -194,6 +194,11 @@ impl Delivery {
             .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1))
     }
 
+    /// How many times it has been sent through again from a dead letter (see [`crate::redrive`]).
+    pub fn redrives(&self) -> u32 {
+        crate::redrive::count(self.headers())
+    }
+
     /// (stream, stream sequence), when the message carries JetStream metadata.
     pub fn origin(&self) -> Option<(String, u64)> {
         let info = self.message().info().ok()?;
@@ -363,6 +368,7 @@ impl Delivery {
                 .map(|id| id.as_str().to_owned())
                 .unwrap_or_default(),
             failed_at: Some(std::time::SystemTime::now().into()),
+            redrives: self.redrives(),
         };
         let target = subject::dead_letter(stage, parsed.map(|p| p.shard()), call_id.as_ref());
         // One dead letter per original message, however often this runs.
@@ -381,6 +387,7 @@ impl Delivery {
             reason = %letter.reason,
             call_id = %letter.call_id,
             attempts = letter.attempts,
+            redrives = letter.redrives,
             "Dead-lettered a message."
         );
         self.term().await?;

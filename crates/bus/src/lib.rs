@@ -11,6 +11,8 @@
 //! - [`ensure`]: idempotent creation at startup, with config-drift reports;
 //! - [`publish`]: `Nats-Msg-Id`, `Content-Type`, trace context, awaited PubAck;
 //! - [`reassemble`]: a call's audio rebuilt from its chunks in the stream;
+//! - [`redrive`]: what marks a dead letter sent through again;
+//! - [`dead_letter_kinds`]: every kind of dead letter, what it means and what to do;
 //! - [`stored`]: what a stream holds on a subject, read back without a durable consumer;
 //! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
 //! - [`trace_context`]: W3C trace context in NATS headers.
@@ -20,9 +22,11 @@ pub mod backoff;
 pub mod call_id;
 pub mod connect;
 pub mod consume;
+pub mod dead_letter_kinds;
 pub mod ensure;
 pub mod publish;
 pub mod reassemble;
+pub mod redrive;
 pub mod stored;
 pub mod subject;
 pub mod topology;

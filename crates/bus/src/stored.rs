@@ -27,6 +27,22 @@ pub async fn subjects(
     Ok(found)
 }
 
+/// True when `stream` holds at least one message on `subject`.
+///
+/// # Errors
+///
+/// When the stream cannot be read.
+pub async fn holds(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<bool, async_nats::Error> {
+    Ok(subjects(js, stream, subject)
+        .await?
+        .iter()
+        .any(|(_, count)| *count > 0))
+}
+
 /// Every message `stream` holds on `subject`, oldest first.
 ///
 /// # Errors

@@ -76,6 +76,22 @@ impl Stage {
     }
 }
 
+impl std::str::FromStr for Stage {
+    type Err = UnknownStage;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == text)
+            .ok_or_else(|| UnknownStage(text.to_owned()))
+    }
+}
+
+/// A stage name that is not one of [`Stage::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown stage `{0}` (stages: poller, audio-fetcher, transcriber, archive-cache)")]
+pub struct UnknownStage(pub String);
+
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -44,6 +44,9 @@ pub const KV_UPSTREAM_SESSION: &str = "upstream-session";
 pub const KV_UPSTREAM_BUDGET: &str = "upstream-budget";
 /// KV bucket of cached archive blocks (per-entry TTL).
 pub const KV_ARCHIVE_CACHE: &str = "archive-cache";
+/// KV bucket of dead letters sent through again, by dead-letter sequence (`bcfy-deadletters`);
+/// entries live as long as the dead letters.
+pub const KV_DEADLETTER_REDRIVES: &str = "deadletter-redrives";
 
 /// Overrides of one stream's limits (`topology.<stream>.*`); unset ones keep the stream's
 /// default (see [`TopologyConfig::limits`]).
@@ -358,6 +361,19 @@ impl Topology {
                     KV_ARCHIVE_CACHE,
                     1,
                     "Archived 30-minute blocks, with per-entry TTL.",
+                )
+            },
+            kv::Config {
+                max_age: self
+                    .config
+                    .limits()
+                    .into_iter()
+                    .find(|(stream, ..)| *stream == STREAM_DEAD_LETTERS)
+                    .map_or(30 * DAY, |(.., limits)| limits.max_age),
+                ..bucket(
+                    KV_DEADLETTER_REDRIVES,
+                    1,
+                    "Dead letters sent through again, by dead-letter sequence.",
                 )
             },
         ]

@@ -9,10 +9,13 @@
 //!   ([`Bus`]);
 //! - [`worker`]: a durable consumer's bounded pull loop with hold-back and drain ([`Worker`]);
 //! - [`dead_letters`]: what a consuming stage gives up on, dead-lettered and counted
-//!   ([`DeadLetters`]).
+//!   ([`DeadLetters`]);
+//! - [`refusals`]: a provider refusing the service itself pauses it instead of failing calls
+//!   ([`Refusals`]).
 
 pub mod context;
 pub mod dead_letters;
+pub mod refusals;
 pub mod worker;
 
 use std::fmt::Display;
@@ -29,6 +32,7 @@ use serde::de::DeserializeOwned;
 
 pub use context::{Bus, Context, StartError};
 pub use dead_letters::DeadLetters;
+pub use refusals::{Admission, Refusals};
 pub use worker::Worker;
 
 use crate::admin::{AdminConfig, AdminServer};

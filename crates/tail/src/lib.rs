@@ -106,6 +106,17 @@ impl Decoder {
     }
 
     fn json(&self, subject: &str, kind: &str, payload: &[u8]) -> Result<String, TailError> {
+        let body = self.to_json(kind, payload)?;
+        Ok(serde_json::json!({ "subject": subject, "type": kind, "message": body }).to_string())
+    }
+
+    /// `payload` decoded as message type `kind` (e.g. `broadcastify.v1.DeadLetter`), in
+    /// protobuf's JSON mapping without default-valued fields.
+    ///
+    /// # Errors
+    ///
+    /// [`TailError`] when the type is unknown or the payload is not that type.
+    pub fn to_json(&self, kind: &str, payload: &[u8]) -> Result<serde_json::Value, TailError> {
         let descriptor = self
             .pool
             .get_message_by_name(kind)
@@ -117,9 +128,7 @@ impl Decoder {
         message
             .serialize_with_options(&mut body, &options)
             .map_err(|e| decode_error(kind, e))?;
-        let body: serde_json::Value =
-            serde_json::from_slice(&body.into_inner()).map_err(|e| decode_error(kind, e))?;
-        Ok(serde_json::json!({ "subject": subject, "type": kind, "message": body }).to_string())
+        serde_json::from_slice(&body.into_inner()).map_err(|e| decode_error(kind, e))
     }
 }
 

@@ -79,6 +79,8 @@ pub struct FakeStt {
 struct Fake {
     options: Options,
     delay: Mutex<Duration>,
+    refusing: Mutex<Option<StatusCode>>,
+    refused: AtomicU64,
     answers: Mutex<VecDeque<Scripted>>,
     seen: Mutex<Vec<Seen>>,
     requests: AtomicU64,
@@ -141,6 +143,11 @@ async fn transcribe(
     let Some(audio) = fields.get("file").map(|file| file.bytes.clone()) else {
         return (StatusCode::BAD_REQUEST, "no file").into_response();
     };
+    let refusing = *Fake::lock(&fake.refusing);
+    if let Some(status) = refusing {
+        fake.refused.fetch_add(1, Ordering::Relaxed);
+        return (status, "{\"error\":{\"message\":\"refused\"}}").into_response();
+    }
     let n = fake.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if fake.options.record {
         Fake::lock(&fake.seen).push(Seen {
@@ -229,6 +236,17 @@ impl FakeStt {
     /// Makes every answer take `delay` (a slow provider).
     pub fn set_delay(&self, delay: Duration) {
         *Fake::lock(&self.state.delay) = delay;
+    }
+
+    /// Answers every request with `status` until called with `None` (an expired key: 401; a
+    /// rejected file: 400), counting them apart from [`Self::requests`].
+    pub fn set_refusing(&self, status: Option<StatusCode>) {
+        *Fake::lock(&self.state.refusing) = status;
+    }
+
+    /// Requests answered by [`Self::set_refusing`] so far.
+    pub fn refused(&self) -> u64 {
+        self.state.refused.load(Ordering::Relaxed)
     }
 
     /// The requests recorded so far (none unless [`Options::record`]).

@@ -574,6 +574,9 @@ pub struct DeadLetter {
     /// When the message was dead-lettered.
     #[prost(message, optional, tag = "11")]
     pub failed_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// How many times the original message had been sent through again (`bcfy-deadletters  redrive`) before this failure; 0 for a first failure.
+    #[prost(uint32, tag = "12")]
+    pub redrives: u32,
 }
 impl ::prost::Name for DeadLetter {
     const NAME: &'static str = "DeadLetter";

@@ -99,6 +99,10 @@ pub struct AudioConfig {
     pub transcriber_consumer: String,
     /// Transcriber backlog above which downloads pause.
     pub transcriber_backlog_threshold: u64,
+    /// CDN refusals (401, 403) in a row, across calls, after which this replica stops
+    /// downloading and probes at the retry delays until the CDN serves it again. A call refused
+    /// this many times while other calls download is dead-lettered as `cdn_refused`.
+    pub refusals_to_pause: u32,
 }
 
 impl AudioConfig {
@@ -129,6 +133,7 @@ impl Default for AudioConfig {
             transcription_enabled: true,
             transcriber_consumer: CONSUMER_TRANSCRIBER.to_owned(),
             transcriber_backlog_threshold: 256,
+            refusals_to_pause: 3,
         }
     }
 }
@@ -146,6 +151,13 @@ impl Validate for FetcherConfig {
             issues.push(ConfigIssue::new(
                 &audio,
                 "max_concurrency",
+                "must be at least 1",
+            ));
+        }
+        if a.refusals_to_pause == 0 {
+            issues.push(ConfigIssue::new(
+                &audio,
+                "refusals_to_pause",
                 "must be at least 1",
             ));
         }

@@ -1,15 +1,20 @@
 //! One live call in, its audio out: download once, publish whole or in ordered chunks, and only
 //! then acknowledge the live message. Failures NAK with a growing delay (CDN 404 until the call
-//! is too old, transient errors) or dead-letter with the reason (poison, permanent errors).
+//! is too old, transient errors) or dead-letter with the reason (poison, permanent errors). A CDN
+//! that refuses every call (401, 403) is refusing this service, not the calls: the replica
+//! pauses and probes ([`Refusals`]) and the calls stay in the stream. A redriven call whose
+//! audio is already stored is acked without downloading it again.
 
 use std::time::SystemTime;
 
 use bcfy_broadcastify::error::{AudioDownloadError, Error as ClientError};
 use bcfy_broadcastify::{AudioPiece, Client};
 use bcfy_bus::consume::POISON;
+use bcfy_bus::topology::STREAM_CALLS_AUDIO;
 use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, LiveCallEnvelope};
-use bcfy_runtime::service::DeadLetters;
+use bcfy_runtime::service::{Admission, DeadLetters, Refusals};
+use prost::Message as _;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -25,6 +30,8 @@ enum Refusal {
     Empty,
     /// The CDN still answers 404 after the call's grace.
     NotFound,
+    /// The CDN refuses this call (401, 403) while it serves others.
+    Refused,
 }
 
 impl Refusal {
@@ -34,6 +41,7 @@ impl Refusal {
             Refusal::NoUrl => "audio_no_url",
             Refusal::Empty => "audio_empty",
             Refusal::NotFound => "cdn_not_found",
+            Refusal::Refused => "cdn_refused",
         }
     }
 }
@@ -46,6 +54,7 @@ pub(crate) struct Fetcher {
     pub(crate) dead_letters: DeadLetters,
     pub(crate) config: AudioConfig,
     pub(crate) metrics: Metrics,
+    pub(crate) refusals: Refusals,
 }
 
 /// The event for one piece of a call's audio. Offsets in seconds are proportional to bytes
@@ -139,10 +148,28 @@ impl Fetcher {
                     .await;
             }
         };
+        let target = subject::audio(shard, &call_id);
+        if delivery.redrives() > 0 {
+            match audio_stored(self.publisher.jetstream(), &target).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!("A redriven call's audio is already stored; nothing to do.");
+                    return self.ack(delivery).await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "Looking for earlier audio failed; retrying.");
+                    let delay = self.config.retry_backoff().delay(delivery.attempt());
+                    return delivery.nak_or_wait(delay).await;
+                }
+            }
+        }
+        let _probe = match self.refusals.admit() {
+            Admission::Go(probe) => probe,
+            Admission::Hold(delay) => return delivery.nak_or_wait(delay).await,
+        };
         let heartbeat = delivery.keep_alive(self.config.ack_wait / 3);
         self.metrics.in_flight.inc();
         let started = Instant::now();
-        let target = subject::audio(shard, &call_id);
         // Each piece is published as soon as it arrives (memory stays near two pieces per
         // download); the acks are awaited together once the file is complete.
         let mut download = self
@@ -188,15 +215,14 @@ impl Fetcher {
         drop(heartbeat);
         match stored {
             Ok(end) => {
+                self.refusals.accepted();
                 self.metrics
                     .download_seconds
                     .observe(started.elapsed().as_secs_f64());
                 self.metrics.downloads.with_label_values(&["ok"]).inc();
                 self.metrics.bytes.inc_by(end.size);
                 tracing::debug!(bytes = end.size, resumes = end.resumes, "Audio published.");
-                if let Err(error) = delivery.ack().await {
-                    tracing::warn!(error = %error, "Ack failed; the call will be redelivered and deduplicated.");
-                }
+                self.ack(delivery).await;
             }
             Err(error) => {
                 self.metrics.retries.with_label_values(&["publish"]).inc();
@@ -215,7 +241,15 @@ impl Fetcher {
         error: ClientError,
     ) {
         let attempt = delivery.attempt();
+        if let ClientError::Status {
+            status: 401 | 403, ..
+        } = &error
+        {
+            return self.refused(delivery, call_id, &error).await;
+        }
         if let ClientError::AudioDownload(AudioDownloadError::NotFound { .. }) = &error {
+            // The CDN answered about this call: it serves us.
+            self.refusals.accepted();
             self.metrics
                 .downloads
                 .with_label_values(&["not_found"])
@@ -266,9 +300,52 @@ impl Fetcher {
         .await;
     }
 
+    /// A 401 or 403: handed back while it may be the CDN refusing this service (every call
+    /// refused, see [`Refusals`]), dead-lettered once this call alone keeps being refused.
+    async fn refused(&self, delivery: Delivery, call_id: &CallId, error: &ClientError) {
+        self.metrics.downloads.with_label_values(&["refused"]).inc();
+        let attempt = delivery.attempt();
+        if let Some(delay) = self.refusals.refused(&error.to_string()) {
+            return delivery.nak_or_wait(delay).await;
+        }
+        if attempt >= u64::from(self.config.refusals_to_pause) {
+            return self
+                .give_up(
+                    delivery,
+                    Failure::from_error(Refusal::Refused.kind(), error, Some(call_id)),
+                )
+                .await;
+        }
+        self.metrics
+            .retries
+            .with_label_values(&[Refusal::Refused.kind()])
+            .inc();
+        let delay = self.config.retry_backoff().delay(attempt);
+        tracing::warn!(error = %error, retry_in = ?delay, attempt, "The CDN refused this call; retrying.");
+        delivery.nak_or_wait(delay).await;
+    }
+
+    async fn ack(&self, delivery: Delivery) {
+        if let Err(error) = delivery.ack().await {
+            tracing::warn!(error = %error, "Ack failed; the call will be redelivered and deduplicated.");
+        }
+    }
+
     async fn give_up(&self, delivery: Delivery, failure: Failure) {
         self.dead_letters.give_up(delivery, failure).await;
     }
+}
+
+/// True when the stream holds the final chunk of the audio on `subject` (a redriven call
+/// fetched meanwhile; a partial download does not count).
+async fn audio_stored(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+) -> Result<bool, async_nats::Error> {
+    let messages = bcfy_bus::stored::messages_on(js, STREAM_CALLS_AUDIO, subject).await?;
+    Ok(messages.iter().any(|message| {
+        AudioPayloadEvent::decode(message.payload.as_ref()).is_ok_and(|event| event.r#final)
+    }))
 }
 
 #[cfg(test)]
@@ -285,6 +362,52 @@ mod tests {
             expected_size: Some(10_000),
             content_type: None,
             end,
+        }
+    }
+
+    #[test]
+    fn every_kind_a_call_is_given_up_for_is_a_known_dead_letter_kind() {
+        use bcfy_broadcastify::error::Endpoint;
+        let url = String::new();
+        let client_errors = [
+            ClientError::Status {
+                endpoint: Endpoint::Audio,
+                status: 410,
+                retry_after: None,
+                snippet: String::new(),
+            },
+            ClientError::AudioDownload(AudioDownloadError::TooLarge {
+                url: url.clone(),
+                limit: 1,
+            }),
+            ClientError::AudioDownload(AudioDownloadError::BadRange {
+                asked: 1,
+                content_range: String::new(),
+            }),
+            ClientError::AudioDownload(AudioDownloadError::NoUrl {
+                missing: "filename",
+            }),
+        ];
+        let kinds = client_errors
+            .iter()
+            .filter(|error| !error.retry_hint().transient)
+            .map(ClientError::kind)
+            .chain(
+                [
+                    Refusal::NoUrl,
+                    Refusal::Empty,
+                    Refusal::NotFound,
+                    Refusal::Refused,
+                ]
+                .map(Refusal::kind),
+            )
+            .chain([POISON]);
+        for kind in kinds {
+            assert!(
+                bcfy_bus::dead_letter_kinds::find(kind)
+                    .is_some_and(|known| known.stages.contains(&bcfy_bus::Stage::AudioFetcher)),
+                "{kind}"
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use bcfy_broadcastify::Client;
 use bcfy_bus::Stage;
 use bcfy_bus::backlog::Backlog;
 use bcfy_bus::topology::{ConsumerSpec, STREAM_CALLS_AUDIO};
-use bcfy_runtime::service::{Context, DeadLetters, StartError};
+use bcfy_runtime::service::{Context, DeadLetters, Refusals, StartError};
 
 pub use config::{AudioConfig, FetcherConfig};
 
@@ -57,6 +57,14 @@ pub async fn run(config: FetcherConfig, context: Context) -> Result<(), FetcherE
             .with_filter(audio.durable_name.clone(), audio.filter_subject.clone())
     };
     let worker = bus.worker(&spec, concurrency).await?;
+    let refusals = Refusals::new(
+        "cdn",
+        audio.refusals_to_pause,
+        audio.retry_backoff(),
+        context.readiness().latch("cdn"),
+        metrics.refused.clone(),
+        metrics.refusal_pauses.clone(),
+    );
     let fetcher = Arc::new(fetch::Fetcher {
         client: Client::new(config.broadcastify.clone())?,
         publisher: bus.publisher.clone(),
@@ -67,6 +75,7 @@ pub async fn run(config: FetcherConfig, context: Context) -> Result<(), FetcherE
         ),
         config: audio.clone(),
         metrics: metrics.clone(),
+        refusals: refusals.clone(),
     });
     let backlog = Backlog::new(
         bus.js.clone(),
@@ -86,14 +95,16 @@ pub async fn run(config: FetcherConfig, context: Context) -> Result<(), FetcherE
     }
     context.set_ready();
     tracing::info!(consumer = %audio.durable_name, filter = %audio.filter_subject, concurrency, "Audio fetcher started.");
-    // While the transcriber lags, a call is handed back for later instead of downloaded.
+    // While the transcriber lags or the CDN refuses us, a call is handed back for later instead
+    // of downloaded.
     let hold_back = || {
         let lagging =
             audio.transcription_enabled && backlog.get() > audio.transcriber_backlog_threshold;
-        lagging.then(|| {
+        let lagging = lagging.then(|| {
             metrics.backpressure_pauses.inc();
             BACKLOG_EVERY
-        })
+        });
+        lagging.max(refusals.hold_back())
     };
     worker
         .run(shutdown, hold_back, |delivery| {

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub backpressure_pauses: IntCounter,
     /// The transcriber consumer's latest backlog reading (when transcription is enabled).
     pub transcriber_backlog: IntGauge,
+    /// 1 while the CDN refuses this service (401, 403 to every call) and no calls are taken.
+    pub refused: IntGauge,
+    /// Pauses of this replica because the CDN refused it.
+    pub refusal_pauses: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +64,14 @@ impl Metrics {
             transcriber_backlog: m.gauge(
                 "transcriber_backlog",
                 "The transcriber consumer's latest backlog (pending plus unacknowledged).",
+            )?,
+            refused: m.gauge(
+                "refused",
+                "1 while the CDN refuses this service and no calls are taken.",
+            )?,
+            refusal_pauses: m.counter(
+                "refusal_pauses_total",
+                "Pauses because the CDN refused every download.",
             )?,
         })
     }

@@ -246,12 +246,17 @@ pub fn rfc3339(time: OffsetDateTime) -> String {
 }
 
 impl Event {
-    /// The event a stored message is; `None` for an audio chunk that is not a call's last.
+    /// The event a stored message is; `None` for an audio chunk that is not a call's last, and
+    /// for a dead letter sent through again (a copy of an event already shown; what it leads
+    /// to is new and shown).
     ///
     /// # Errors
     ///
     /// [`EventError`] when the message is not a pipeline event.
     pub fn from_stored(stored: Stored<'_>) -> Result<Option<Self>, EventError> {
+        if bcfy_bus::redrive::count(stored.headers) > 0 {
+            return Ok(None);
+        }
         let parsed: ParsedSubject = stored.subject.parse()?;
         let (kind, call_id, text_lower, data) = match &parsed {
             ParsedSubject::Live(_) => {
@@ -390,5 +395,29 @@ mod tests {
         assert_eq!(json["data"]["call"]["callTg"], "2345", "int64 as a string");
         assert_eq!(json["data"]["completedAt"], "2026-01-01T00:00:00Z");
         assert_eq!(event.text_lower.as_deref(), Some("engine 5 respond"));
+    }
+
+    #[test]
+    fn a_redriven_copy_is_not_shown_again() {
+        let payload = LiveCallEnvelope {
+            call_id: "1502-1767225600-2345-k3v9q0ma".to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let shown = |headers: &HeaderMap| {
+            Event::from_stored(Stored {
+                subject: "calls.live.7001.2345",
+                seq: 3,
+                time: OffsetDateTime::UNIX_EPOCH,
+                headers: Some(headers),
+                payload: &payload,
+            })
+            .expect("an event")
+            .is_some()
+        };
+        let mut headers = HeaderMap::new();
+        assert!(shown(&headers));
+        headers.insert(bcfy_bus::redrive::HEADER, "1");
+        assert!(!shown(&headers));
     }
 }

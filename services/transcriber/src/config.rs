@@ -134,7 +134,8 @@ pub struct ConsumerConfig {
     pub retry_max_delay: Duration,
     /// Transient provider failures in a row after which this replica stops taking calls.
     pub provider_backoff_after: u32,
-    /// The first such pause; it doubles with each further failure.
+    /// The first such pause; it doubles with each further failure. The same delays space the
+    /// probes while the provider refuses our key (401, 402, 403), which pauses at once.
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
     pub provider_backoff_initial: Duration,

@@ -44,7 +44,7 @@ pub enum TranscriptionError {
 
 impl TranscriptionError {
     /// True when trying the same call again later may succeed: transport failures, 408, 429 and
-    /// 5xx. Other 4xx (bad audio, bad model, bad key), unreadable or empty answers, undecodable
+    /// 5xx. Other 4xx (bad audio, bad model; a refused key is [`Self::is_refusal_of_us`]), unreadable or empty answers, undecodable
     /// audio and engine failures (whisper.cpp fails the same way on the same audio) are
     /// permanent for this call.
     pub fn is_transient(&self) -> bool {
@@ -61,6 +61,18 @@ impl TranscriptionError {
         }
     }
 
+    /// True when the provider refuses *us*, not this call: 401 (a bad or expired key), 402
+    /// (billing) and 403 (no access). The transcriber then pauses instead of failing calls.
+    pub fn is_refusal_of_us(&self) -> bool {
+        matches!(
+            self,
+            TranscriptionError::Status {
+                status: 401..=403,
+                ..
+            }
+        )
+    }
+
     /// The delay the provider asked for.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -74,12 +86,62 @@ impl TranscriptionError {
         match self {
             TranscriptionError::Transport { .. } => "stt_transport",
             TranscriptionError::Status { status: 429, .. } => "stt_rate_limited",
+            TranscriptionError::Status {
+                status: 401..=403, ..
+            } => "stt_refused",
             TranscriptionError::Status { status, .. } if *status >= 500 => "stt_server_error",
             TranscriptionError::Status { .. } => "stt_rejected",
             TranscriptionError::BadResponse { .. } => "stt_bad_response",
             TranscriptionError::EmptyText => "stt_empty_text",
             TranscriptionError::Undecodable(_) => "stt_undecodable",
             TranscriptionError::Engine(_) | TranscriptionError::EngineTask(_) => "stt_engine",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> TranscriptionError {
+        TranscriptionError::Status {
+            status,
+            retry_after: None,
+            snippet: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_refused_key_is_about_us_and_other_4xx_are_about_the_call() {
+        for refused in [401, 402, 403] {
+            assert!(status(refused).is_refusal_of_us(), "{refused}");
+            assert!(!status(refused).is_transient(), "{refused}");
+        }
+        for other in [400, 404, 413, 415, 422, 429, 500] {
+            assert!(!status(other).is_refusal_of_us(), "{other}");
+        }
+    }
+
+    #[test]
+    fn every_kind_a_call_is_given_up_for_is_a_known_dead_letter_kind() {
+        let given_up = [
+            status(400),
+            TranscriptionError::BadResponse {
+                reason: String::new(),
+            },
+            TranscriptionError::EmptyText,
+        ];
+        for error in given_up {
+            assert!(!error.is_transient() && !error.is_refusal_of_us());
+            assert!(
+                bcfy_bus::dead_letter_kinds::find(error.kind())
+                    .is_some_and(|kind| kind.stages.contains(&bcfy_bus::Stage::Transcriber)),
+                "{}",
+                error.kind()
+            );
+        }
+        for kind in ["stt_undecodable", "stt_engine", "reassembly", "poison"] {
+            assert!(bcfy_bus::dead_letter_kinds::find(kind).is_some(), "{kind}");
         }
     }
 }

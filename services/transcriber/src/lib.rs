@@ -12,7 +12,8 @@
 //! - [`openai`]: the provider for any OpenAI-compatible `/v1/audio/transcriptions` endpoint;
 //! - [`whisper`]: the built-in whisper.cpp engine;
 //! - [`error`]: [`TranscriptionError`], transient or permanent;
-//! - `gate`: the back-off that protects the provider after repeated failures;
+//! - `gate`: the back-off that protects the provider after repeated failures (a refused key
+//!   pauses through [`Refusals`] instead);
 //! - `transcribe`: one audio message to at most one transcript, and its failure handling;
 //! - [`metrics`]: Prometheus metrics.
 
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use bcfy_bus::Stage;
 use bcfy_bus::topology::ConsumerSpec;
-use bcfy_runtime::service::{Context, DeadLetters, StartError};
+use bcfy_runtime::service::{Context, DeadLetters, Refusals, StartError};
 
 pub use config::{TranscriberConfig, TranscriptionConfig};
 pub use error::TranscriptionError;
@@ -81,6 +82,15 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
         consumer_config.provider_backoff_after,
         consumer_config.provider_backoff(),
     );
+    // A refused key is unambiguous: the first refusal pauses.
+    let refusals = Refusals::new(
+        "stt_provider",
+        1,
+        consumer_config.provider_backoff(),
+        context.readiness().latch("stt_provider"),
+        metrics.refused.clone(),
+        metrics.refusal_pauses.clone(),
+    );
     let transcriber = Arc::new(transcribe::Transcriber {
         js: bus.js.clone(),
         publisher: bus.publisher.clone(),
@@ -92,13 +102,18 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
         provider,
         settings: config.transcription.clone(),
         gate: gate.clone(),
+        refusals: refusals.clone(),
         consumer: consumer_config.clone(),
         metrics,
     });
     context.set_ready();
     tracing::info!(consumer = %consumer_config.durable_name, filter = %consumer_config.filter_subject, concurrency, model = %config.transcription.model, "Transcriber started.");
-    // While the provider keeps failing, calls are handed back for the rest of the pause.
-    let hold_back = || Some(gate.wait()).filter(|pause| !pause.is_zero());
+    // While the provider keeps failing or refuses us, calls are handed back for the rest of
+    // the pause.
+    let hold_back = || {
+        let failing = Some(gate.wait()).filter(|pause| !pause.is_zero());
+        failing.max(refusals.hold_back())
+    };
     worker
         .run(shutdown, hold_back, |delivery| {
             let transcriber = Arc::clone(&transcriber);

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Pauses of this replica after repeated provider failures.
     pub provider_pauses: IntCounter,
+    /// 1 while the provider refuses our key (401, 402, 403) and this replica takes no calls.
+    pub refused: IntGauge,
+    /// Pauses of this replica because the provider refused our key.
+    pub refusal_pauses: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +64,14 @@ impl Metrics {
             provider_pauses: m.counter(
                 "provider_pauses_total",
                 "Pauses after repeated provider failures.",
+            )?,
+            refused: m.gauge(
+                "refused",
+                "1 while the STT provider refuses this service's key and no calls are taken.",
+            )?,
+            refusal_pauses: m.counter(
+                "refusal_pauses_total",
+                "Pauses because the STT provider refused this service's key.",
             )?,
         })
     }

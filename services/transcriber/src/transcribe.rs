@@ -2,16 +2,21 @@
 //! stays in the stream); the final chunk triggers the call: its audio is rebuilt from the
 //! stream, transcribed whole, and the `TranscriptionResult` published before the ack. Transient
 //! failures NAK with a growing delay (or the provider's `Retry-After`); permanent ones go to a
-//! dead letter with the reason. No transcript is ever made up.
+//! dead letter with the reason. A provider refusing our key (401, 402, 403) is not the call's
+//! fault: the replica pauses and probes ([`Refusals`]) and the call goes back to the stream. A
+//! redriven call whose transcript is already stored is acked without asking the provider. No
+//! transcript is ever made up.
 
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
 use bcfy_bus::reassemble::reassemble;
+use bcfy_bus::stored;
 use bcfy_bus::subject::{self, ParsedSubject};
+use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_bus::{CallId, Delivery, Failure, Publisher};
 use bcfy_proto::{AudioPayloadEvent, TranscriptionResult};
-use bcfy_runtime::service::DeadLetters;
+use bcfy_runtime::service::{Admission, DeadLetters, Refusals};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -31,6 +36,7 @@ pub(crate) struct Transcriber {
     pub(crate) consumer: ConsumerConfig,
     pub(crate) metrics: Metrics,
     pub(crate) gate: ProviderGate,
+    pub(crate) refusals: Refusals,
 }
 
 impl Transcriber {
@@ -65,6 +71,23 @@ impl Transcriber {
         shard: bcfy_bus::Shard,
         call_id: CallId,
     ) {
+        if delivery.redrives() > 0 {
+            match self.already_transcribed(shard, &call_id).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!("A redriven call is already transcribed; nothing to do.");
+                    return self.ack(delivery).await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "Looking for an earlier transcript failed; retrying.");
+                    return self.retry(delivery, None).await;
+                }
+            }
+        }
+        let probe = match self.refusals.admit() {
+            Admission::Go(probe) => probe,
+            Admission::Hold(delay) => return delivery.nak_or_wait(delay).await,
+        };
         let heartbeat = delivery.keep_alive(self.consumer.ack_wait / 3);
         let audio = match reassemble(&self.js, delivery.subject(), &event).await {
             Ok(audio) => audio,
@@ -104,6 +127,11 @@ impl Transcriber {
                     .failures
                     .with_label_values(&[error.kind()])
                     .inc();
+                if error.is_refusal_of_us() {
+                    let delay = self.refusals.refused(&error.to_string());
+                    drop(probe);
+                    return self.retry(delivery, delay).await;
+                }
                 if error.is_transient() {
                     if let Some(pause) = self.gate.failed(error.retry_after()) {
                         self.metrics.provider_pauses.inc();
@@ -112,10 +140,14 @@ impl Transcriber {
                     tracing::warn!(error = %error, "Transcription failed; retrying.");
                     return self.retry(delivery, error.retry_after()).await;
                 }
+                // The provider answered about this call: it accepts us.
+                self.refusals.accepted();
                 let reason = Failure::from_error(error.kind(), &error, Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
         };
+        self.refusals.accepted();
+        drop(probe);
         self.gate.succeeded();
         self.metrics.stt_seconds.observe(took);
         let call = event.call.clone();
@@ -163,6 +195,21 @@ impl Transcriber {
                 self.retry(delivery, None).await;
             }
         }
+    }
+
+    /// True when the call's transcript is already stored (a redriven call processed meanwhile,
+    /// perhaps after the duplicate window that would have dropped a second one).
+    async fn already_transcribed(
+        &self,
+        shard: bcfy_bus::Shard,
+        call_id: &CallId,
+    ) -> Result<bool, async_nats::Error> {
+        stored::holds(
+            &self.js,
+            STREAM_TRANSCRIPTIONS,
+            &subject::transcription(shard, call_id),
+        )
+        .await
     }
 
     async fn ack(&self, delivery: Delivery) {

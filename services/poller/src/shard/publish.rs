@@ -142,6 +142,7 @@ impl ShardPoller {
             original_payload: raw.as_bytes().to_vec(),
             call_id: id.map(|id| id.to_string()).unwrap_or_default(),
             failed_at: Some(SystemTime::now().into()),
+            redrives: 0,
         };
         let target = subject::dead_letter(Stage::Poller, None, id);
         self.publisher
