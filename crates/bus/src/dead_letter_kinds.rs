@@ -69,7 +69,7 @@ pub const KINDS: &[Kind] = &[
     Kind {
         name: "audio_too_large",
         stages: FETCHER,
-        meaning: "the file is larger than audio.max_bytes",
+        meaning: "the file is larger than broadcastify.max_audio_bytes",
         redrivable: true,
     },
     Kind {

@@ -324,3 +324,19 @@ async fn bad_input_gets_a_clear_message_and_an_exit_code_a_script_can_use() {
         .expect("runs");
     assert_eq!(code(&unreachable), 69, "{unreachable:?}");
 }
+
+#[test]
+fn the_operators_guide_explains_every_kind() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/README.md"
+    ))
+    .expect("deploy/README.md");
+    for kind in bcfy_bus::dead_letter_kinds::KINDS {
+        assert!(
+            guide.contains(&format!("| `{}` |", kind.name)),
+            "deploy/README.md has a row for `{}`",
+            kind.name
+        );
+    }
+}

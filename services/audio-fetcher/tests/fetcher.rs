@@ -560,3 +560,101 @@ async fn dead_letters_carry_the_reason() {
     );
     fetcher.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cdn_refusing_every_download_pauses_the_fetcher_and_loses_no_call() {
+    let h = harness().await;
+    let fetcher = start(h.config());
+    h.sim.inject_times(
+        Route::Audio,
+        Fault::Status {
+            status: 403,
+            retry_after: None,
+        },
+        12,
+    );
+    let mut entries = Vec::new();
+    for clip in 0..6 {
+        entries.push(
+            h.announce(CallSpec {
+                clip: Some(clip),
+                ..CallSpec::default()
+            })
+            .await,
+        );
+    }
+    eventually(PATIENCE, "the fetcher to pause", || async {
+        (fetcher.metric("bcfy_audio_fetcher_refused", None) == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        fetcher.readiness().waiting_on(),
+        ["cdn"],
+        "paused is not ready"
+    );
+    let audio = h.expect_audio(&entries).await;
+    assert_eq!(audio.len(), entries.len(), "every call, once");
+    assert!(
+        h.stored(STREAM_DEAD_LETTERS).await.is_empty(),
+        "none given up"
+    );
+    assert_eq!(fetcher.metric("bcfy_audio_fetcher_refused", None), 0.0);
+    assert!(fetcher.readiness().is_ready(), "resumed on its own");
+    assert_eq!(
+        fetcher.metric("bcfy_audio_fetcher_refusal_pauses_total", None),
+        1.0
+    );
+    fetcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_the_cdn_refuses_while_serving_others_is_dead_lettered_as_cdn_refused() {
+    let h = harness().await;
+    let mut config = h.config();
+    config.audio.refusals_to_pause = 2;
+    // The refused call comes back after 2 s: time for another call to succeed in between.
+    config.audio.retry_initial_delay = Duration::from_secs(2);
+    config.audio.retry_max_delay = Duration::from_secs(2);
+    let fetcher = start(config);
+    let refused = Fault::Status {
+        status: 403,
+        retry_after: None,
+    };
+    h.sim.inject(Route::Audio, refused.clone());
+    let alone = h.announce(CallSpec::default()).await;
+    eventually(PATIENCE, "the first refusal", || async {
+        (fetcher.metric(
+            "bcfy_audio_fetcher_retries_total",
+            Some(("kind", "cdn_refused")),
+        ) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let served = h
+        .announce(CallSpec {
+            clip: Some(1),
+            ..CallSpec::default()
+        })
+        .await;
+    h.expect_audio(std::slice::from_ref(&served)).await;
+    h.sim.inject(Route::Audio, refused);
+    let letters = eventually(PATIENCE, "the dead letter", || async {
+        let letters: Vec<DeadLetter> = h
+            .stored(STREAM_DEAD_LETTERS)
+            .await
+            .into_iter()
+            .map(|(_, payload)| DeadLetter::decode(payload.as_slice()).unwrap())
+            .collect();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters[0].error_kind, "cdn_refused");
+    assert_eq!(letters[0].call_id, alone.key);
+    assert_eq!(letters[0].attempts, 2);
+    assert_eq!(
+        fetcher.metric("bcfy_audio_fetcher_refusal_pauses_total", None),
+        0.0,
+        "one call refused is not the CDN refusing the fetcher"
+    );
+    fetcher.stop().await.unwrap();
+}
