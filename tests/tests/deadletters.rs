@@ -24,6 +24,7 @@ use bcfy_bus::{CallId, Publisher, Shard, redrive, subject};
 use bcfy_e2e::Service;
 use bcfy_e2e::yaml::free_port;
 use bcfy_proto::{AudioPayloadEvent, TranscriptionResult};
+use bcfy_test_support::nats::stream_messages;
 use bcfy_test_support::stt::{FakeStt, Options, transcript_of};
 use bcfy_test_support::{NatsServer, eventually};
 use futures::StreamExt as _;
@@ -144,15 +145,7 @@ impl Setup {
     }
 
     async fn count(&self, stream: &str) -> u64 {
-        self.js
-            .get_stream(stream)
-            .await
-            .expect("stream")
-            .info()
-            .await
-            .expect("info")
-            .state
-            .messages
+        stream_messages(&self.js, stream).await
     }
 
     /// Transcripts by call id.
@@ -209,6 +202,19 @@ impl Setup {
         let mut command = Command::new(bcfy_e2e::service::binary("bcfy-deadletters"));
         command.arg("--nats").arg(self.nats.url()).args(args);
         command
+    }
+
+    /// `redrive --stage transcriber --kind stt_rejected` at `rate` a second.
+    fn redrive_rejected(&self, rate: &str) -> Command {
+        self.deadletters(&[
+            "redrive",
+            "--stage",
+            "transcriber",
+            "--kind",
+            "stt_rejected",
+            "--rate",
+            rate,
+        ])
     }
 }
 
@@ -280,15 +286,7 @@ async fn dead_letters_redriven_after_the_fix_end_as_exactly_one_transcript_each(
             .await
             .expect("the marks bucket");
     let mut slow = s
-        .deadletters(&[
-            "redrive",
-            "--stage",
-            "transcriber",
-            "--kind",
-            "stt_rejected",
-            "--rate",
-            "3",
-        ])
+        .redrive_rejected("3")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -302,18 +300,7 @@ async fn dead_letters_redriven_after_the_fix_end_as_exactly_one_transcript_each(
     slow.wait().expect("reaped");
     assert!(marked < 12, "killed part-way ({marked} marked)");
 
-    let rest = s
-        .deadletters(&[
-            "redrive",
-            "--stage",
-            "transcriber",
-            "--kind",
-            "stt_rejected",
-            "--rate",
-            "50",
-        ])
-        .output()
-        .expect("redrive runs");
+    let rest = s.redrive_rejected("50").output().expect("redrive runs");
     assert!(rest.status.success(), "{rest:?}");
     let summary = String::from_utf8_lossy(&rest.stderr);
     assert!(summary.contains("already redriven"), "{summary}");
@@ -346,10 +333,7 @@ async fn dead_letters_redriven_after_the_fix_end_as_exactly_one_transcript_each(
         marks.purge(key.expect("a key")).await.expect("purged");
     }
     tokio::time::sleep(WINDOW + Duration::from_secs(1)).await;
-    let again = s
-        .deadletters(&["redrive", "--kind", "stt_rejected", "--rate", "50"])
-        .output()
-        .expect("redrive runs");
+    let again = s.redrive_rejected("50").output().expect("redrive runs");
     assert!(again.status.success(), "{again:?}");
     eventually(PATIENCE, "the transcriber to settle the copies", || {
         s.transcriber_idle()

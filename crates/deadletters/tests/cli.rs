@@ -10,6 +10,7 @@ use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_DEAD_LETTERS, Topology, Topo
 use bcfy_bus::{CallId, Delivery, Failure, Publisher, Shard, Stage, ensure, redrive, subject};
 use bcfy_proto::{AudioPayloadEvent, DeadLetter};
 use bcfy_test_support::NatsServer;
+use bcfy_test_support::nats::stream_messages;
 use futures::StreamExt as _;
 
 fn cli(nats: &NatsServer, args: &[&str]) -> Output {
@@ -231,16 +232,11 @@ async fn redrive_sends_each_original_once_marked_and_a_dry_run_sends_nothing() {
         0,
         "a poison letter was in a stream: {poison:?}"
     );
-    let remaining = js
-        .get_stream(STREAM_DEAD_LETTERS)
-        .await
-        .expect("stream")
-        .info()
-        .await
-        .expect("info")
-        .state
-        .messages;
-    assert_eq!(remaining, 2, "--purge deleted the redriven poison letter");
+    assert_eq!(
+        stream_messages(&js, STREAM_DEAD_LETTERS).await,
+        2,
+        "--purge deleted the redriven poison letter"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! - [`nats`]: [`NatsServer`] runs a real `nats-server` with JetStream on random loopback ports
 //!   and a temporary store, restarts it on the same store, forms a three-node [`NatsCluster`],
 //!   and kills and cleans up on drop. The binary comes from `NATS_SERVER_BIN`, else `PATH`, else
-//!   the pinned version is provisioned under `target/` (see [`nats::binary`]).
+//!   the pinned version is provisioned under `target/` (see [`nats::binary`]); and
+//!   [`nats::stream_messages`] counts what a stream holds.
 //! - [`eventually`](mod@eventually): wait for a condition with patience instead of sleeping;
 //! - [`isolated`]: a service in a runtime of its own, to stop or kill, and metric readings.
 //! - [`service`]: a service's `run` under test ([`ServiceUnderTest`]), with its readiness and

@@ -310,3 +310,19 @@ impl NatsCluster {
         &mut self.nodes
     }
 }
+
+/// How many messages `stream` holds.
+///
+/// # Panics
+///
+/// When the stream cannot be read.
+pub async fn stream_messages(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream)
+        .await
+        .expect("the stream exists")
+        .info()
+        .await
+        .expect("its info")
+        .state
+        .messages
+}

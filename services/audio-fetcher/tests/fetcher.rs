@@ -137,6 +137,14 @@ impl Harness {
         messages
     }
 
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.stored(STREAM_DEAD_LETTERS)
+            .await
+            .into_iter()
+            .map(|(_, payload)| DeadLetter::decode(payload.as_slice()).unwrap())
+            .collect()
+    }
+
     /// Every call's audio, reassembled from its chunks; panics on a repeated chunk.
     async fn audio(&self) -> BTreeMap<String, Reassembled> {
         let mut calls: BTreeMap<String, Reassembled> = BTreeMap::new();
@@ -523,12 +531,7 @@ async fn dead_letters_carry_the_reason() {
         .unwrap();
 
     let letters = eventually(PATIENCE, "three dead letters", || async {
-        let letters: Vec<DeadLetter> = h
-            .stored(STREAM_DEAD_LETTERS)
-            .await
-            .into_iter()
-            .map(|(_, payload)| DeadLetter::decode(payload.as_slice()).unwrap())
-            .collect();
+        let letters = h.dead_letters().await;
         (letters.len() >= 3).then_some(letters)
     })
     .await;
@@ -594,10 +597,7 @@ async fn a_cdn_refusing_every_download_pauses_the_fetcher_and_loses_no_call() {
     );
     let audio = h.expect_audio(&entries).await;
     assert_eq!(audio.len(), entries.len(), "every call, once");
-    assert!(
-        h.stored(STREAM_DEAD_LETTERS).await.is_empty(),
-        "none given up"
-    );
+    assert!(h.dead_letters().await.is_empty(), "none given up");
     assert_eq!(fetcher.metric("bcfy_audio_fetcher_refused", None), 0.0);
     assert!(fetcher.readiness().is_ready(), "resumed on its own");
     assert_eq!(
@@ -639,12 +639,7 @@ async fn a_call_the_cdn_refuses_while_serving_others_is_dead_lettered_as_cdn_ref
     h.expect_audio(std::slice::from_ref(&served)).await;
     h.sim.inject(Route::Audio, refused);
     let letters = eventually(PATIENCE, "the dead letter", || async {
-        let letters: Vec<DeadLetter> = h
-            .stored(STREAM_DEAD_LETTERS)
-            .await
-            .into_iter()
-            .map(|(_, payload)| DeadLetter::decode(payload.as_slice()).unwrap())
-            .collect();
+        let letters = h.dead_letters().await;
         (!letters.is_empty()).then_some(letters)
     })
     .await;
