@@ -243,6 +243,7 @@ async fn a_provider_refusing_our_key_for_a_minute_loses_no_call() {
         }
     }
     let refused = s.stt.refused();
+    eprintln!("the provider was asked {refused} times while it refused 300 calls");
     assert!(
         refused < 40,
         "it stopped taking work: {refused} requests for 300 calls in a minute"
