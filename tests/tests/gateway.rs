@@ -385,6 +385,38 @@ async fn the_gateway_serves_the_pipeline_over_http() {
     let listed = talkgroups(narrow.clone()).await;
     assert_eq!(listed["talkgroups"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed["talkgroups"][0]["tg"], TG);
+
+    // Search finds the sentinel by its transcript's words, in the key's scope only.
+    let words = transcript_for_sha256(&sentinel.audio_sha256);
+    let search = |key: String| {
+        let http = http.clone();
+        let url = format!("{a}/v1/calls");
+        let q = words.clone();
+        async move {
+            let response = http
+                .get(url)
+                .query(&[("q", q.as_str())])
+                .header("authorization", key)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    let found = eventually(PATIENCE, "the sentinel to be searchable", || async {
+        let found = search(narrow.clone()).await;
+        (found["total"] == 1).then_some(found)
+    })
+    .await;
+    schemas.check("SearchResults", &found);
+    assert_eq!(found["calls"][0]["call_id"], sentinel.key.as_str());
+    assert!(
+        found["calls"][0]["highlight"]
+            .as_str()
+            .is_some_and(|h| h.contains("<b>")),
+        "{found}"
+    );
     let mut scoped = SseStream::connect(
         &http,
         &format!("{a}/v1/events?since_seq=0-0-0"),

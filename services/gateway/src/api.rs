@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /v1/events` | live events as Server-Sent Events |
 //! | `GET /v1/ws` | the same events as WebSocket text frames |
+//! | `GET /v1/calls` | transcribed calls found by their words, with filters and facets |
 //! | `GET /v1/calls/{call_id}` | a call's metadata, transcripts and audio URL |
 //! | `GET /v1/calls/{call_id}/audio` | the call's audio file |
 //! | `GET /v1/talkgroups` | the talkgroups in the live stream, with their names |
@@ -32,6 +33,7 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::search::SearchIndex;
 
 /// A talkgroup's names, as its latest live call gives them.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +67,8 @@ pub struct Api {
     pub talkgroup_names: Mutex<HashMap<Shard, TalkgroupNames>>,
     /// The OpenAPI document.
     pub openapi: serde_json::Value,
+    /// The transcript index.
+    pub search: SearchIndex,
 }
 
 /// The API's router: `/v1/openapi.json` for anyone, every other route behind `keys`.
@@ -72,6 +76,7 @@ pub fn router(api: Arc<Api>, keys: Arc<KeyStore>, cors_origins: &[String]) -> Ro
     let guarded = Router::new()
         .route("/v1/events", get(routes::events::sse))
         .route("/v1/ws", get(routes::events::websocket))
+        .route("/v1/calls", get(routes::search::search))
         .route("/v1/calls/{call_id}", get(routes::calls::call))
         .route("/v1/calls/{call_id}/audio", get(routes::calls::audio))
         .route("/v1/talkgroups", get(routes::talkgroups::list))

@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub http: HttpConfig,
     /// Who may read.
     pub auth: AuthConfig,
+    /// Transcript search.
+    pub search: SearchConfig,
     /// Admin port.
     pub admin: AdminConfig,
     /// Logs.
@@ -45,6 +47,7 @@ impl Default for GatewayConfig {
             topology: TopologyConfig::default(),
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
+            search: SearchConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             shutdown_grace: Duration::from_secs(10),
@@ -53,6 +56,16 @@ impl Default for GatewayConfig {
 }
 
 bcfy_runtime::service_config!(GatewayConfig);
+
+/// `search.*`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Where the transcript index lives; a restarted gateway goes on from where it stopped.
+    /// Unset: in memory, built from the `TRANSCRIPTIONS` stream at every start.
+    pub index_dir: Option<PathBuf>,
+}
 
 /// `http.*`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema, PartialEq)]

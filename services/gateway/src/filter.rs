@@ -53,7 +53,8 @@ fn invalid(message: String) -> ApiError {
     ApiError::bad_request("invalid_query", message)
 }
 
-fn integers(name: &str, value: &str, into: &mut Vec<i64>) -> Result<(), ApiError> {
+/// Adds the comma-separated integers of parameter `name` to `into`, once each.
+pub(crate) fn integers(name: &str, value: &str, into: &mut Vec<i64>) -> Result<(), ApiError> {
     for part in value.split(',') {
         let n = part
             .trim()
@@ -66,14 +67,15 @@ fn integers(name: &str, value: &str, into: &mut Vec<i64>) -> Result<(), ApiError
     Ok(())
 }
 
-fn parse_time(value: &str) -> Result<OffsetDateTime, ApiError> {
+/// Parameter `name` as a time: RFC 3339 or Unix seconds.
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     let parsed = match value.parse::<i64>() {
         Ok(seconds) => OffsetDateTime::from_unix_timestamp(seconds).ok(),
         Err(_) => OffsetDateTime::parse(value, &Rfc3339).ok(),
     };
     parsed.ok_or_else(|| {
         invalid(format!(
-            "`since` must be RFC 3339 or Unix seconds, got `{value}`"
+            "`{name}` must be RFC 3339 or Unix seconds, got `{value}`"
         ))
     })
 }
@@ -108,7 +110,7 @@ impl EventsQuery {
                     filter.q = Some(q);
                 }
                 "since_seq" => since_seq = Some(value.parse::<Cursor>().map_err(invalid)?),
-                "since" => since = Some(parse_time(&value)?),
+                "since" => since = Some(parse_time("since", &value)?),
                 KEY_PARAMETER => {}
                 other => return Err(invalid(format!("unknown parameter `{other}`"))),
             }

@@ -1,7 +1,8 @@
 //! The gateway: the pipeline over HTTP for everything that does not speak NATS — live events
-//! as Server-Sent Events and WebSocket frames, a call's metadata, transcripts and audio, the
-//! talkgroups seen, with API keys, scopes and rates. Like every service it talks to the rest
-//! only through JetStream, and holds no state of its own: any replica serves any client.
+//! as Server-Sent Events and WebSocket frames, transcript search, a call's metadata, transcripts
+//! and audio, the talkgroups seen, with API keys, scopes and rates. Like every service it talks
+//! to the rest only through JetStream; its only state is the search index, which it builds from
+//! the transcripts stream, so any replica serves any client.
 //!
 //! # Layout
 //!
@@ -11,6 +12,7 @@
 //! - [`hub`]: the fan-out of each stream to every client; [`feed`]: one client's stream,
 //!   replay then live; [`filter`]: what a client asks to see;
 //! - [`lookup`]: finding a call in the streams; [`audio`]: serving its file;
+//! - [`search`]: the transcript index, built from the stream;
 //! - [`api`] and [`routes`]: the HTTP API; [`serve`]: plain or TLS; [`stall`]: closing
 //!   connections whose client stopped reading;
 //! - [`metrics`], [`error`].
@@ -27,6 +29,7 @@ pub mod hub;
 pub mod lookup;
 pub mod metrics;
 pub mod routes;
+pub mod search;
 pub mod serve;
 pub mod stall;
 
@@ -60,6 +63,9 @@ pub enum GatewayError {
     /// The streams' state could not be read.
     #[error(transparent)]
     Hub(#[from] hub::HubError),
+    /// The search index could not be opened.
+    #[error(transparent)]
+    Search(#[from] search::SearchError),
     /// The listener failed.
     #[error("cannot serve on {addr}")]
     Listen {
@@ -98,6 +104,14 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
         shutdown.clone(),
     )
     .await?;
+    let search = search::SearchIndex::open(config.search.index_dir.as_deref())?;
+    search::indexer::start(
+        search.clone(),
+        bus.js.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let audio_max_age = config
         .topology
         .limits()
@@ -118,6 +132,7 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
         streams_end: shutdown.child_token(),
         talkgroup_names: Mutex::new(HashMap::new()),
         openapi: routes::openapi::build(),
+        search,
     });
     tracing::info!(
         addr = %listener.local_addr().map_err(listen_error)?,

@@ -1,7 +1,7 @@
 //! The gateway's Prometheus metrics (`bcfy_gateway_*`).
 
 use bcfy_runtime::metrics::MetricsBuilder;
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Every metric the gateway records.
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct Metrics {
     pub undecodable: IntCounterVec,
     /// Audio served, by where from (`cache`, `stream`).
     pub audio_served: IntCounterVec,
+    /// The `TRANSCRIPTIONS` sequence the search index has committed up to.
+    pub search_indexed_sequence: IntGauge,
 }
 
 impl Metrics {
@@ -62,6 +64,10 @@ impl Metrics {
                 "audio_served_total",
                 "Audio responses, by source (cache, stream).",
                 &["source"],
+            )?,
+            search_indexed_sequence: m.gauge(
+                "search_indexed_sequence",
+                "The TRANSCRIPTIONS sequence the search index has committed up to.",
             )?,
         })
     }

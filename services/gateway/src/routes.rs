@@ -3,4 +3,5 @@
 pub mod calls;
 pub mod events;
 pub mod openapi;
+pub mod search;
 pub mod talkgroups;
