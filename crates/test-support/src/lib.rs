@@ -16,8 +16,10 @@
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
 //! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
 //! - [`sse`]: a Server-Sent Events client ([`sse::SseStream`]);
+//! - [`browser`]: headless Chromium through ChromeDriver ([`browser::Browser`]);
 //! - [`trace_init`]: scoped, test-friendly logs (`RUST_LOG` to change the level).
 
+pub mod browser;
 pub mod eventually;
 pub mod isolated;
 pub mod nats;

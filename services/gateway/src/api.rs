@@ -10,6 +10,7 @@
 //! | `GET /v1/calls/{call_id}/audio` | the call's audio file |
 //! | `GET /v1/talkgroups` | the talkgroups in the live stream, with their names |
 //! | `GET /v1/openapi.json` | the OpenAPI document of all of the above |
+//! | `GET /` (and its `/console.js`, `/console.css`) | the web console |
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,7 +72,8 @@ pub struct Api {
     pub search: SearchIndex,
 }
 
-/// The API's router: `/v1/openapi.json` for anyone, every other route behind `keys`.
+/// The API's router: `/v1/openapi.json` and the console's files for anyone, every other route
+/// behind `keys`.
 pub fn router(api: Arc<Api>, keys: Arc<KeyStore>, cors_origins: &[String]) -> Router {
     let guarded = Router::new()
         .route("/v1/events", get(routes::events::sse))
@@ -84,6 +86,9 @@ pub fn router(api: Arc<Api>, keys: Arc<KeyStore>, cors_origins: &[String]) -> Ro
     let metrics = api.metrics.clone();
     Router::new()
         .route("/v1/openapi.json", get(routes::openapi::document))
+        .route("/", get(routes::console::page))
+        .route("/console.js", get(routes::console::script))
+        .route("/console.css", get(routes::console::style))
         .merge(guarded)
         .fallback(not_found)
         .with_state(api)

@@ -1,6 +1,7 @@
 //! The API's handlers, one file per resource.
 
 pub mod calls;
+pub mod console;
 pub mod events;
 pub mod openapi;
 pub mod search;

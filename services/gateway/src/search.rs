@@ -28,7 +28,6 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
     TextOptions, Value as _,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{
     DocAddress, DocId, Index, IndexReader, Order, ReloadPolicy, Score, SegmentReader,
     TantivyDocument,
@@ -126,8 +125,6 @@ pub struct Hit {
     pub units: Vec<String>,
     /// The transcript.
     pub text: String,
-    /// The transcript with the matching words in `<b>…</b>` (HTML-escaped otherwise).
-    pub highlighted: String,
     /// The `TRANSCRIPTIONS` sequence.
     pub seq: u64,
     /// Its `order`, for the next page's cursor.
@@ -221,7 +218,7 @@ impl SearchIndex {
 
     /// The calls `query` matches: how many, how many per talkgroup, and a page of `limit` of
     /// them — from `page` (the calls after a time cursor) when given, after `offset` ones when
-    /// ranked by relevance. Highlights come from `highlight`, the words of the query.
+    /// ranked by relevance.
     ///
     /// # Errors
     ///
@@ -230,7 +227,6 @@ impl SearchIndex {
         &self,
         query: &dyn Query,
         page: Option<&dyn Query>,
-        highlight: Option<&dyn Query>,
         sort: Sort,
         limit: usize,
         offset: usize,
@@ -259,29 +255,10 @@ impl SearchIndex {
                 .map(|(score, address)| (Some(score), address))
                 .collect(),
         };
-        let snippets = highlight
-            .map(|q| {
-                SnippetGenerator::create(&searcher, q, self.fields.text).map(|mut generator| {
-                    generator.set_max_num_chars(100_000);
-                    generator
-                })
-            })
-            .transpose()?;
         let mut hits = Vec::with_capacity(found.len());
         for (score, address) in found.into_iter().take(limit) {
             let document: TantivyDocument = searcher.doc(address)?;
             let text = text_of(&document, self.fields.text);
-            let highlighted = match &snippets {
-                Some(generator) => {
-                    let snippet = generator.snippet(&text);
-                    if snippet.highlighted().is_empty() {
-                        escape(&text)
-                    } else {
-                        snippet.to_html()
-                    }
-                }
-                None => escape(&text),
-            };
             let int = |field| {
                 document
                     .get_first(field)
@@ -305,7 +282,6 @@ impl SearchIndex {
                     .filter_map(|v| v.as_str().map(str::to_owned))
                     .collect(),
                 text,
-                highlighted,
                 seq,
                 order: order_of(time, seq),
                 score,
@@ -325,22 +301,6 @@ fn text_of(document: &TantivyDocument, field: Field) -> String {
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_owned()
-}
-
-/// `text` safe inside HTML.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Counts the matching calls per talkgroup, from the `sid` and `tg` columns.

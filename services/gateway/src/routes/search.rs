@@ -69,7 +69,7 @@ fn talkgroup_name(api: &Api, shard: bcfy_bus::Shard) -> Option<String> {
         .and_then(|n| n.display.clone().or_else(|| n.description.clone()))
 }
 
-fn found_call(api: &Api, hit: Hit) -> FoundCall {
+fn found_call(api: &Api, hit: Hit, q: Option<&str>) -> FoundCall {
     let time = OffsetDateTime::from_unix_timestamp(hit.time).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     FoundCall {
         url: format!("/v1/calls/{}", hit.call_id),
@@ -80,8 +80,8 @@ fn found_call(api: &Api, hit: Hit) -> FoundCall {
         tg: hit.shard.tg,
         time: rfc3339(time),
         units: hit.units,
+        highlight: query::highlight(&hit.text, q),
         transcript: hit.text,
-        highlight: hit.highlighted,
         score: hit.score,
     }
 }
@@ -100,18 +100,11 @@ pub async fn search(
         _ => 0,
     };
     let limit = request.limit;
+    let q = request.q.clone();
     let page = tokio::task::spawn_blocking(move || {
         let full = query::build(&index, &request, &principal);
         let page = query::older_than(index.fields(), full.as_ref(), request.cursor);
-        let words = query::text_query(index.fields(), request.q.as_deref());
-        index.search(
-            full.as_ref(),
-            page.as_deref(),
-            words.as_deref(),
-            sort,
-            limit,
-            offset,
-        )
+        index.search(full.as_ref(), page.as_deref(), sort, limit, offset)
     })
     .await
     .map_err(|e| ApiError::unavailable(format!("the search failed: {e}")))?
@@ -134,7 +127,7 @@ pub async fn search(
         calls: page
             .hits
             .into_iter()
-            .map(|hit| found_call(&api, hit))
+            .map(|hit| found_call(&api, hit, q.as_deref()))
             .collect(),
         total: page.total,
         facets: Facets { talkgroups },

@@ -227,6 +227,53 @@ fn parts(q: &str) -> Vec<Part> {
         .collect()
 }
 
+/// `text`, HTML-escaped, with every word that matches a word of `q` in `<b>…</b>` (a prefix
+/// word: every word it starts): the whole transcript, not a fragment of it.
+pub fn highlight(text: &str, q: Option<&str>) -> String {
+    let parts = q.map(parts).unwrap_or_default();
+    let mut exact = Vec::new();
+    let mut prefixes = Vec::new();
+    for part in &parts {
+        let (last, rest) = part.terms.split_last().expect("a part has terms");
+        exact.extend(rest.iter().map(String::as_str));
+        if part.prefix {
+            prefixes.push(last.as_str());
+        } else {
+            exact.push(last.as_str());
+        }
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut shown = 0;
+    let mut analyzer = analyzer::analyzer();
+    let mut stream = analyzer.token_stream(text);
+    while stream.advance() {
+        let token = stream.token();
+        let term = token.text.as_str();
+        if exact.contains(&term) || prefixes.iter().any(|p| term.starts_with(p)) {
+            escape_into(&text[shown..token.offset_from], &mut out);
+            out.push_str("<b>");
+            escape_into(&text[token.offset_from..token.offset_to], &mut out);
+            out.push_str("</b>");
+            shown = token.offset_to;
+        }
+    }
+    escape_into(&text[shown..], &mut out);
+    out
+}
+
+fn escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// All terms from `prefix` on, up to the next prefix.
 fn prefix_range(field: Field, prefix: &str) -> Box<dyn Query> {
     let mut upper = prefix.to_owned();
@@ -403,6 +450,18 @@ mod tests {
             [part(&["unclosed", "quote"], false)]
         );
         assert!(parts(" ... ").is_empty());
+    }
+
+    #[test]
+    fn the_whole_transcript_is_shown_with_every_matching_word_marked() {
+        assert_eq!(
+            highlight(
+                "Engine twelve to Elm & 5th <now>.",
+                Some("\"engine 12\" el*")
+            ),
+            "<b>Engine</b> <b>twelve</b> to <b>Elm</b> &amp; 5th &lt;now&gt;."
+        );
+        assert_eq!(highlight("a <b>", None), "a &lt;b&gt;");
     }
 
     #[test]
