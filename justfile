@@ -84,3 +84,9 @@ bench-e2e:
 bench-gateway:
     cargo build --release --workspace --bins --locked
     cargo bench -p bcfy-e2e --bench gateway --locked
+    cargo bench -p bcfy-e2e --bench search --locked
+
+# The transcript index at 1,000,000 transcripts (BENCH_TRANSCRIPTS to change).
+bench-search:
+    cargo build --release --workspace --bins --locked
+    cargo bench -p bcfy-e2e --bench search --locked

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bcfy_e2e::Service;
+use bcfy_e2e::bench::{knob, percentile};
 use bcfy_e2e::pipeline;
 use bcfy_e2e::yaml::{common, free_port};
 use bcfy_simulator::{SimConfig, Simulator};
@@ -31,20 +32,6 @@ const WARM_UP: Duration = Duration::from_secs(5);
 const MIB: f64 = 1024.0 * 1024.0;
 /// Longest wait, after the window, for every client to have every event.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 /// One client's deliveries: (call id, kind) and the delay in ms of each, and whether the
 /// gateway dropped it.

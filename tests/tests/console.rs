@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_e2e::Service;
+use bcfy_e2e::admin::metric;
 use bcfy_e2e::pipeline;
 use bcfy_e2e::yaml::free_port;
 use bcfy_simulator::{CallSpec, LedgerEntry, SimConfig, Simulator};
@@ -36,18 +37,6 @@ fn add(sim: &Simulator, clip: usize) -> LedgerEntry {
 
 fn row(call: &LedgerEntry) -> String {
     format!("#calls li[data-call-id='{}']", call.key)
-}
-
-async fn metric_line(admin: u16, prefix: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(prefix))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +125,7 @@ async fn the_console_shows_plays_and_finds_calls_in_a_real_browser() {
             .then_some(())
     })
     .await;
-    let partial = metric_line(
+    let partial = metric(
         admin,
         "bcfy_gateway_request_duration_seconds_count{route=\"/v1/calls/{call_id}/audio\",status=\"206\"}",
     )
@@ -149,7 +138,7 @@ async fn the_console_shows_plays_and_finds_calls_in_a_real_browser() {
     // Search finds the call's phrase, highlighted (once the gateway has indexed it).
     let sha_word = first.audio_sha256.clone();
     eventually(PATIENCE, "the transcript to be indexed", || async {
-        (metric_line(admin, "bcfy_gateway_search_indexed_sequence ").await? >= 1.0).then_some(())
+        (metric(admin, "bcfy_gateway_search_indexed_sequence").await? >= 1.0).then_some(())
     })
     .await;
     browser

@@ -22,6 +22,7 @@ use bcfy_bus::topology::{
 };
 use bcfy_bus::{CallId, Publisher, Shard, redrive, subject};
 use bcfy_e2e::Service;
+use bcfy_e2e::admin::metric;
 use bcfy_e2e::yaml::free_port;
 use bcfy_proto::{AudioPayloadEvent, TranscriptionResult};
 use bcfy_test_support::nats::stream_messages;
@@ -109,11 +110,7 @@ impl Setup {
     }
 
     async fn refused_gauge(&self) -> Option<f64> {
-        let (_, metrics) = self.admin_get("/metrics").await?;
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("bcfy_transcriber_refused "))
-            .and_then(|value| value.trim().parse().ok())
+        metric(self.admin, "bcfy_transcriber_refused").await
     }
 
     /// Publishes call `n`'s audio as one final chunk, as the audio fetcher does.

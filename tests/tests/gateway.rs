@@ -355,20 +355,19 @@ async fn the_gateway_serves_the_pipeline_over_http() {
         .await
         .expect("answer");
     assert_eq!(visible.status(), if call.tg == TG { 200 } else { 404 });
-    let talkgroups = |key: String| {
-        let http = http.clone();
-        let url = format!("{a}/v1/talkgroups");
+    // GET `path` with `query` and `key`: 200 and its JSON.
+    let get_json = |path: &str, query: Vec<(&'static str, String)>, key: String| {
+        let request = http
+            .get(format!("{a}{path}"))
+            .query(&query)
+            .header("authorization", key);
         async move {
-            let response = http
-                .get(url)
-                .header("authorization", key)
-                .send()
-                .await
-                .expect("answer");
+            let response = request.send().await.expect("answer");
             assert_eq!(response.status(), 200);
             response.json::<Value>().await.expect("JSON")
         }
     };
+    let talkgroups = |key: String| get_json("/v1/talkgroups", Vec::new(), key);
     let listed = talkgroups(all.clone()).await;
     schemas.check("Talkgroups", &listed);
     let tgs: BTreeSet<i64> = listed["talkgroups"]
@@ -388,22 +387,7 @@ async fn the_gateway_serves_the_pipeline_over_http() {
 
     // Search finds the sentinel by its transcript's words, in the key's scope only.
     let words = transcript_for_sha256(&sentinel.audio_sha256);
-    let search = |key: String| {
-        let http = http.clone();
-        let url = format!("{a}/v1/calls");
-        let q = words.clone();
-        async move {
-            let response = http
-                .get(url)
-                .query(&[("q", q.as_str())])
-                .header("authorization", key)
-                .send()
-                .await
-                .expect("answer");
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.expect("JSON")
-        }
-    };
+    let search = |key: String| get_json("/v1/calls", vec![("q", words.clone())], key);
     let found = eventually(PATIENCE, "the sentinel to be searchable", || async {
         let found = search(narrow.clone()).await;
         (found["total"] == 1).then_some(found)

@@ -1,5 +1,6 @@
-//! Reading back what a stream holds on a subject, without a durable consumer: which subjects
-//! match a filter (and how many messages each holds), and every message on one subject. The
+//! Reading back what a stream holds, without a durable consumer: which subjects match a filter
+//! (and how many messages each holds), every message on one subject, everything from a
+//! sequence on. The
 //! count comes from the stream's per-subject state, so a read never waits for messages that
 //! are not there.
 
@@ -25,6 +26,30 @@ pub async fn subjects(
     }
     found.sort();
     Ok(found)
+}
+
+/// Every message of `stream` from sequence `from` on, in order, then each new one as it is
+/// stored (an ordered consumer; after an error, open it again from where it stopped).
+///
+/// # Errors
+///
+/// When the stream cannot be read.
+pub async fn from_sequence(
+    js: &jetstream::Context,
+    stream: &str,
+    from: u64,
+) -> Result<jetstream::consumer::pull::Ordered, async_nats::Error> {
+    let consumer = js
+        .get_stream(stream)
+        .await?
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..OrderedConfig::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
 }
 
 /// True when `stream` holds at least one message on `subject`.

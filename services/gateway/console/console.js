@@ -80,10 +80,9 @@ function addTalkgroup(sid, tg, name) {
 
 // --- call rows ---------------------------------------------------------------------------------
 
-function callRow(id) {
-  let row = state.rows.get(id);
-  if (row) return row;
-  row = document.createElement("li");
+// A call's card: a play button, a line of facts, the transcript.
+function card(tag, id) {
+  const row = document.createElement(tag);
   row.className = "call";
   row.dataset.callId = id;
   const play = document.createElement("button");
@@ -95,9 +94,18 @@ function callRow(id) {
   const meta = document.createElement("div");
   meta.className = "meta";
   const text = document.createElement("p");
-  text.className = "transcript pending";
-  text.textContent = "Transcribing…";
+  text.className = "transcript";
   row.append(play, meta, text);
+  return { row, play, meta, text };
+}
+
+function callRow(id) {
+  let row = state.rows.get(id);
+  if (row) return row;
+  const made = card("li", id);
+  made.text.classList.add("pending");
+  made.text.textContent = "Transcribing…";
+  row = made.row;
   state.rows.set(id, row);
   return row;
 }
@@ -227,16 +235,7 @@ $("player").addEventListener("ended", () => {
 // --- search --------------------------------------------------------------------------------------
 
 function resultRow(found) {
-  const row = document.createElement("li");
-  row.className = "call";
-  row.dataset.callId = found.call_id;
-  const play = document.createElement("button");
-  play.type = "button";
-  play.className = "play";
-  play.textContent = "▶";
-  play.addEventListener("click", () => playCall(found.call_id));
-  const meta = document.createElement("div");
-  meta.className = "meta";
+  const { row, meta, text } = card("li", found.call_id);
   const name = document.createElement("span");
   name.className = "tg";
   name.textContent = found.talkgroup || state.names.get(shardKey(found.sid, found.tg)) || `${found.sid}-${found.tg}`;
@@ -247,10 +246,7 @@ function resultRow(found) {
   link.href = "#/call/" + encodeURIComponent(found.call_id);
   link.textContent = "call page";
   meta.append(name, when, ...found.units.map((u) => `unit ${u}`), link);
-  const text = document.createElement("p");
-  text.className = "transcript";
   text.innerHTML = found.highlight; // escaped by the gateway; only <b> is markup
-  row.append(play, meta, text);
   return row;
 }
 
@@ -292,28 +288,16 @@ async function showCall(id) {
   try {
     const view = await api("/v1/calls/" + encodeURIComponent(id));
     detail.textContent = "";
-    const row = document.createElement("div");
-    row.className = "call";
-    row.dataset.callId = view.call_id;
-    const play = document.createElement("button");
-    play.type = "button";
-    play.className = "play";
-    play.textContent = "▶";
+    const { row, play, meta, text } = card("div", view.call_id);
     play.disabled = !view.audio;
-    play.addEventListener("click", () => playCall(view.call_id));
-    const meta = document.createElement("div");
-    meta.className = "meta";
     const call = view.call || {};
     const seconds = Number(call.ts || 0);
     meta.append(talkgroupName(view.sid, view.tg, call));
     if (seconds) meta.append(" · " + new Date(seconds * 1000).toLocaleString());
     if (call.callDuration) meta.append(` · ${call.callDuration} s`);
     if (call.callSrcDescr || Number(call.callSrc) > 0) meta.append(" · unit " + (call.callSrcDescr || call.callSrc));
-    const text = document.createElement("p");
-    text.className = "transcript";
     const latest = view.transcripts[view.transcripts.length - 1];
     text.textContent = latest ? latest.text : "No transcript yet.";
-    row.append(play, meta, text);
     detail.append(row);
   } catch (error) {
     detail.textContent = error.status === 404 ? "No such call (or not in this key's scope)." : "Cannot load the call: " + error.message;

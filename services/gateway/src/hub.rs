@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream;
 use bcfy_bus::Backoff;
 use futures::StreamExt as _;
 use tokio::sync::broadcast;
@@ -153,17 +153,7 @@ impl Hub {
         metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
-        let consumer = js
-            .get_stream(kind.stream())
-            .await?
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from,
-                },
-                ..OrderedConfig::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
+        let mut messages = bcfy_bus::stored::from_sequence(js, kind.stream(), from).await?;
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),

@@ -7,7 +7,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use async_nats::jetstream;
 use bcfy_bus::Backoff;
 use bcfy_bus::subject::ParsedSubject;
 use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
@@ -121,17 +121,7 @@ async fn read(
     sender: &mpsc::SyncSender<Indexed>,
     shutdown: &CancellationToken,
 ) -> Result<(), async_nats::Error> {
-    let consumer = js
-        .get_stream(STREAM_TRANSCRIPTIONS)
-        .await?
-        .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: *from,
-            },
-            ..OrderedConfig::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
+    let mut messages = bcfy_bus::stored::from_sequence(js, STREAM_TRANSCRIPTIONS, *from).await?;
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
