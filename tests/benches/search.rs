@@ -6,7 +6,8 @@
 //! It prints: how long the fresh gateway took to index the stream (the rebuild time, and so the
 //! indexing rate), the index's size on disk, how long a restarted gateway took to be ready and
 //! caught up (it resumes), query latency p50/p99 over `BENCH_QUERIES` (200) HTTP requests each
-//! for a word, a phrase and a filtered query, and the gateway's peak RSS.
+//! for a word, a phrase and a filtered query, and the gateway's RSS while serving (its own
+//! memory and the memory-mapped index apart) and since start.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -24,7 +25,7 @@ use bcfy_e2e::bench::{knob, percentile};
 use bcfy_e2e::yaml::free_port;
 use bcfy_proto::{Call, TranscriptionResult};
 use bcfy_simulator::clips;
-use bcfy_test_support::proc_stat::peak_rss_bytes;
+use bcfy_test_support::proc_stat::{peak_rss_bytes, status_bytes};
 use bcfy_test_support::{NatsServer, eventually};
 use tokio::time::Instant;
 
@@ -205,7 +206,10 @@ async fn main() {
     }
     let pid = gateway.pid().expect("running");
     println!(
-        "gateway peak RSS while serving: {:.1} MiB",
+        "gateway RSS while serving: {:.1} MiB, of which {:.1} MiB its own memory (RssAnon) and {:.1} MiB the memory-mapped index files (RssFile, page cache the kernel can drop); peak since start {:.1} MiB",
+        status_bytes(pid, "VmRSS") as f64 / MIB,
+        status_bytes(pid, "RssAnon") as f64 / MIB,
+        status_bytes(pid, "RssFile") as f64 / MIB,
         peak_rss_bytes(pid) as f64 / MIB
     );
 

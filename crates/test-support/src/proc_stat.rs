@@ -36,12 +36,12 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     cpu_seconds(Path::new(&format!("/proc/{pid}/stat")))
 }
 
-/// The peak resident set size of process `pid` (`VmHWM`), in bytes; 0 when unknown.
-pub fn peak_rss_bytes(pid: u32) -> u64 {
+/// Field `field` of `/proc/{pid}/status` (a `kB` figure), in bytes; 0 when unknown.
+pub fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| {
             rest.trim()
                 .trim_end_matches("kB")
@@ -50,6 +50,11 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
                 .ok()
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// The peak resident set size of process `pid` (`VmHWM`), in bytes; 0 when unknown.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM")
 }
 
 /// CPU seconds used by this process's threads whose name starts with `prefix`.
