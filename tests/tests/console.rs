@@ -1,7 +1,8 @@
 //! The web console in a real headless Chromium, against the real pipeline (poller, audio
 //! fetcher, transcriber with a fake STT, gateway; `bcfy-sim` as Broadcastify): the page asks
 //! for a key, then shows "no calls yet"; a new call appears with its transcript without a
-//! reload; play fetches the audio (206) and the audio element plays; search finds the call's
+//! reload; play fetches the audio (206) and the audio element plays; a ticked talkgroup hides
+//! the others and, with auto-play on, its new call plays by itself; search finds the call's
 //! phrase, highlighted; after the gateway is killed and restarted the page says how many calls
 //! it caught up on; the call page's URL opens the same call; a phone-wide window does not
 //! scroll sideways. A screenshot of the live page is written to the test's temp dir (and to
@@ -26,8 +27,14 @@ use sha2::{Digest as _, Sha256};
 const PATIENCE: Duration = Duration::from_secs(120);
 const KEY: &str = "console-test-key";
 
+/// A call on the simulator's first talkgroup.
 fn add(sim: &Simulator, clip: usize) -> LedgerEntry {
-    let talkgroup = &sim.world().talkgroups[0];
+    add_on(sim, 0, clip)
+}
+
+/// A call on the simulator's talkgroup number `which`.
+fn add_on(sim: &Simulator, which: usize, clip: usize) -> LedgerEntry {
+    let talkgroup = &sim.world().talkgroups[which];
     sim.add_call(CallSpec {
         talkgroup: Some((talkgroup.sid, talkgroup.tg)),
         clip: Some(clip),
@@ -135,6 +142,42 @@ async fn the_console_shows_plays_and_finds_calls_in_a_real_browser() {
         "a 206 was served: {partial:?}"
     );
 
+    // The scanner: tick the first talkgroup; a call of another one is hidden, and with
+    // auto-play on a new call of the ticked one plays by itself.
+    let other = add_on(&sim, 1, 5);
+    eventually(PATIENCE, "the other talkgroup's call", || async {
+        browser.find(&row(&other)).await.map(|_| ())
+    })
+    .await;
+    let first_talkgroup = &sim.world().talkgroups[0];
+    browser
+        .click(&format!(
+            "#talkgroup-list input[value='{}-{}']",
+            first_talkgroup.sid, first_talkgroup.tg
+        ))
+        .await;
+    let hidden = |call: &LedgerEntry| {
+        browser.execute(
+            "const r = document.querySelector(arguments[0]); return r ? r.hidden : null;",
+            json!([row(call)]),
+        )
+    };
+    assert_eq!(hidden(&other).await, Value::Bool(true), "filtered out");
+    assert_eq!(hidden(&first).await, Value::Bool(false), "kept");
+    browser.click("#autoplay").await;
+    let scanned = add(&sim, 6);
+    eventually(PATIENCE, "the new call to play by itself", || async {
+        let playing = browser
+            .execute(
+                "const p = document.getElementById('player'); return p.dataset.callId;",
+                json!([]),
+            )
+            .await;
+        (playing == Value::String(scanned.key.clone())).then_some(())
+    })
+    .await;
+    browser.click("#autoplay").await;
+
     // Search finds the call's phrase, highlighted (once the gateway has indexed it).
     let sha_word = first.audio_sha256.clone();
     eventually(PATIENCE, "the transcript to be indexed", || async {
@@ -169,10 +212,16 @@ async fn the_console_shows_plays_and_finds_calls_in_a_real_browser() {
 
     // The gateway goes away; two calls come while it is down; the page catches up on them.
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
+    // Every call so far (first, other, scanned) is transcribed before the gateway goes.
+    let before = 3;
+    eventually(PATIENCE, "the calls so far to be transcribed", || async {
+        (stream_messages(&js, STREAM_TRANSCRIPTIONS).await >= before).then_some(())
+    })
+    .await;
     gateway.kill();
     let missed = [add(&sim, 3), add(&sim, 4)];
     eventually(PATIENCE, "the missed calls to be transcribed", || async {
-        (stream_messages(&js, STREAM_TRANSCRIPTIONS).await >= 3).then_some(())
+        (stream_messages(&js, STREAM_TRANSCRIPTIONS).await >= before + 2).then_some(())
     })
     .await;
     gateway.restart();
