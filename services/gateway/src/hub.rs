@@ -153,15 +153,9 @@ impl Hub {
         metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Result<(), async_nats::Error> {
-        let mut messages = bcfy_bus::stored::from_sequence(js, kind.stream(), from).await?;
-        loop {
-            let message = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                message = messages.next() => message,
-            };
-            let Some(message) = message else {
-                return Ok(());
-            };
+        let messages = bcfy_bus::stored::from_sequence(js, kind.stream(), from).await?;
+        let mut messages = std::pin::pin!(messages.take_until(shutdown.cancelled()));
+        while let Some(message) = messages.next().await {
             let message = message?;
             let info = message.info()?;
             let seq = info.stream_sequence;
@@ -194,5 +188,6 @@ impl Hub {
                 None => self.record(kind, seq, None),
             }
         }
+        Ok(())
     }
 }

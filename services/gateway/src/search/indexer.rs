@@ -121,15 +121,9 @@ async fn read(
     sender: &mpsc::SyncSender<Indexed>,
     shutdown: &CancellationToken,
 ) -> Result<(), async_nats::Error> {
-    let mut messages = bcfy_bus::stored::from_sequence(js, STREAM_TRANSCRIPTIONS, *from).await?;
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            message = messages.next() => message,
-        };
-        let Some(message) = message else {
-            return Ok(());
-        };
+    let messages = bcfy_bus::stored::from_sequence(js, STREAM_TRANSCRIPTIONS, *from).await?;
+    let mut messages = std::pin::pin!(messages.take_until(shutdown.cancelled()));
+    while let Some(message) = messages.next().await {
         let message = message?;
         let info = message.info()?;
         let seq = info.stream_sequence;
@@ -147,6 +141,7 @@ async fn read(
             return Ok(());
         }
     }
+    Ok(())
 }
 
 /// The index document of a stored transcript; `None` when it is not one.
