@@ -253,6 +253,7 @@ async fn dead_letter_terms_the_original_and_records_why() {
     assert_eq!(letter.error_kind, "cdn_not_found");
     assert_eq!(letter.reason, "CDN answered 404 for 600 s");
     assert_eq!(letter.attempts, 1);
+    assert_eq!(letter.redrives, 0, "a first failure");
     assert_eq!(letter.call_id, id.as_str());
     assert_eq!(letter.original_subject, "calls.live.7001.2345");
     assert_eq!(letter.original_stream, topology::STREAM_CALLS_LIVE);
@@ -261,6 +262,35 @@ async fn dead_letter_terms_the_original_and_records_why() {
         LiveCallEnvelope::decode(letter.original_payload.as_slice()).unwrap(),
         event
     );
+}
+
+#[tokio::test]
+async fn a_redriven_message_that_fails_again_says_how_often_it_was_redriven() {
+    let bus = bus().await;
+    let (id, event) = envelope(7);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(bcfy_bus::redrive::HEADER, "2");
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, "redrive-41");
+    bus.js
+        .publish_with_headers(subject::live(SHARD), headers, event.encode_to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
+    let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(delivery.redrives(), 2);
+    delivery
+        .dead_letter(
+            &bus.publisher,
+            Stage::AudioFetcher,
+            Failure::new("http_status", "410 again", Some(&id)),
+        )
+        .await
+        .unwrap();
+    let (_, letter) = bus.last_dead_letter().await;
+    assert_eq!(letter.redrives, 2);
+    assert_eq!(letter.original_headers[bcfy_bus::redrive::HEADER], "2");
 }
 
 #[tokio::test]
