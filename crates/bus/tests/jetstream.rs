@@ -36,6 +36,16 @@ impl Bus {
         (id, event)
     }
 
+    /// Publishes `payload` with `headers` on [`SHARD`]'s live subject, as is.
+    async fn publish_raw_live(&self, headers: async_nats::HeaderMap, payload: Vec<u8>) {
+        self.js
+            .publish_with_headers(subject::live(SHARD), headers, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
     /// The newest dead letter and the subject it was stored on.
     async fn last_dead_letter(&self) -> (String, DeadLetter) {
         let stream = self
@@ -271,12 +281,7 @@ async fn a_redriven_message_that_fails_again_says_how_often_it_was_redriven() {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(bcfy_bus::redrive::HEADER, "2");
     headers.insert(async_nats::header::NATS_MESSAGE_ID, "redrive-41");
-    bus.js
-        .publish_with_headers(subject::live(SHARD), headers, event.encode_to_vec().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    bus.publish_raw_live(headers, event.encode_to_vec()).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
     assert_eq!(delivery.redrives(), 2);
@@ -326,12 +331,7 @@ async fn poison_payloads_are_dead_lettered_with_the_shard_from_the_subject() {
     let bus = bus().await;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "garbage-1");
-    bus.js
-        .publish_with_headers(subject::live(SHARD), headers, vec![0xff, 0xff, 0xff].into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    bus.publish_raw_live(headers, vec![0xff, 0xff, 0xff]).await;
     let consumer = consumer(&bus.js, ConsumerSpec::audio_fetcher(16)).await;
     let delivery = next(&consumer, Duration::from_secs(5)).await.unwrap();
     let error = delivery.decode::<LiveCallEnvelope>().unwrap_err();

@@ -155,12 +155,16 @@ async fn run(args: Args) -> Result<(), CliError> {
         }
         Checked::Show { id } => {
             let letter = store.get(id).await?.ok_or(CliError::NotFound(id))?;
+            let original = render::original(&decoder, &letter);
             if args.json {
-                out(&format!("{}\n", render::show_json(&decoder, &letter)));
+                out(&format!(
+                    "{}\n",
+                    render::show_json(&decoder, &letter, &original)
+                ));
             } else {
-                out(&render::show_text(&decoder, &letter));
+                out(&render::show_text(&letter, &original));
             }
-            match render::original(&decoder, &letter) {
+            match original {
                 Ok(_) => Ok(()),
                 Err(error) => Err(CliError::Data(format!(
                     "dead letter {id}'s original message cannot be decoded: {error}"

@@ -125,8 +125,11 @@ fn or_dash(text: String) -> String {
     }
 }
 
+/// A letter's original message decoded: `(type, JSON)`, or why it cannot be.
+pub type Original = Result<(String, Value), String>;
+
 /// The original message of a letter, decoded: `(type, JSON)`, or why it cannot be.
-pub fn original(decoder: &Decoder, letter: &Letter) -> Result<(String, Value), String> {
+pub fn original(decoder: &Decoder, letter: &Letter) -> Original {
     let record = letter
         .record
         .as_ref()
@@ -158,8 +161,8 @@ pub fn original(decoder: &Decoder, letter: &Letter) -> Result<(String, Value), S
 }
 
 /// `show --json`: the record (without the payload, which is under `original`), its
-/// original message decoded, and its mark.
-pub fn show_json(decoder: &Decoder, letter: &Letter) -> Value {
+/// original message decoded (see [`original`]), and its mark.
+pub fn show_json(decoder: &Decoder, letter: &Letter, original: &Original) -> Value {
     let record = letter.record.as_ref().map(|record| {
         let mut record = record.clone();
         record.original_payload.clear();
@@ -170,7 +173,7 @@ pub fn show_json(decoder: &Decoder, letter: &Letter) -> Value {
             )
             .unwrap_or(Value::Null)
     });
-    let original = match original(decoder, letter) {
+    let original = match original {
         Ok((kind, message)) => json!({ "type": kind, "message": message }),
         Err(error) => json!({ "error": error }),
     };
@@ -185,8 +188,8 @@ pub fn show_json(decoder: &Decoder, letter: &Letter) -> Value {
     })
 }
 
-/// `show` for a person.
-pub fn show_text(decoder: &Decoder, letter: &Letter) -> String {
+/// `show` for a person, with the original message decoded (see [`original`]).
+pub fn show_text(letter: &Letter, original: &Original) -> String {
     let mut out = format!("Dead letter {}\n", letter.id);
     let mut field = |name: &str, value: String| {
         out.push_str(&format!("  {name:<11} {value}\n"));
@@ -231,8 +234,9 @@ pub fn show_text(decoder: &Decoder, letter: &Letter) -> String {
             format!("{} to {} #{}", mark.at, mark.subject, mark.sequence)
         }),
     );
-    match original(decoder, letter) {
-        Ok((kind, mut message)) => {
+    match original {
+        Ok((kind, message)) => {
+            let mut message = message.clone();
             shorten_payloads(&mut message);
             out.push_str(&format!(
                 "Original message ({kind}):\n{}\n",

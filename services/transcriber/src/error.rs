@@ -130,18 +130,24 @@ mod tests {
                 reason: String::new(),
             },
             TranscriptionError::EmptyText,
+            TranscriptionError::Undecodable(bcfy_whisper::DecodeError::Empty),
+            TranscriptionError::Engine(bcfy_whisper::EngineError::NoModel("m".into())),
         ];
-        for error in given_up {
-            assert!(!error.is_transient() && !error.is_refusal_of_us());
+        let missing_chunk = bcfy_bus::reassemble::ReassemblyError::Missing {
+            call_id: String::new(),
+            sequence: 0,
+        };
+        let kinds = given_up
+            .iter()
+            .inspect(|error| assert!(!error.is_transient() && !error.is_refusal_of_us()))
+            .map(TranscriptionError::kind)
+            .chain([missing_chunk.kind(), bcfy_bus::consume::POISON]);
+        for kind in kinds {
             assert!(
-                bcfy_bus::dead_letter_kinds::find(error.kind())
-                    .is_some_and(|kind| kind.stages.contains(&bcfy_bus::Stage::Transcriber)),
-                "{}",
-                error.kind()
+                bcfy_bus::dead_letter_kinds::find(kind)
+                    .is_some_and(|known| known.stages.contains(&bcfy_bus::Stage::Transcriber)),
+                "{kind}"
             );
-        }
-        for kind in ["stt_undecodable", "stt_engine", "reassembly", "poison"] {
-            assert!(bcfy_bus::dead_letter_kinds::find(kind).is_some(), "{kind}");
         }
     }
 }
