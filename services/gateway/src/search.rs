@@ -42,6 +42,8 @@ pub struct Fields {
     pub sid: Field,
     /// The talkgroup.
     pub tg: Field,
+    /// The talkgroup's name as the call gives it (`display`, else `descr`).
+    pub talkgroup: Field,
     /// The call's start, Unix seconds.
     pub time: Field,
     /// `time` and the stream sequence in one number: newest first, and a cursor.
@@ -94,6 +96,7 @@ fn schema() -> (Schema, Fields) {
         call_id: builder.add_text_field("call_id", STRING | STORED),
         sid: builder.add_i64_field("sid", INDEXED | FAST | STORED),
         tg: builder.add_i64_field("tg", INDEXED | FAST | STORED),
+        talkgroup: builder.add_text_field("talkgroup", STORED),
         time: builder.add_i64_field("time", INDEXED | FAST | STORED),
         order: builder.add_i64_field("order", INDEXED | FAST),
         unit: builder.add_text_field("unit", STRING | STORED),
@@ -119,6 +122,8 @@ pub struct Hit {
     pub call_id: String,
     /// Where it was heard.
     pub shard: Shard,
+    /// The talkgroup's name, when the call gave one.
+    pub talkgroup: Option<String>,
     /// Its start, Unix seconds.
     pub time: i64,
     /// Units heard.
@@ -276,6 +281,8 @@ impl SearchIndex {
                     sid: int(self.fields.sid),
                     tg: int(self.fields.tg),
                 },
+                talkgroup: Some(text_of(&document, self.fields.talkgroup))
+                    .filter(|n| !n.is_empty()),
                 time,
                 units: document
                     .get_all(self.fields.unit)

@@ -83,6 +83,7 @@ async fn publish(js: &jetstream::Context, n: usize, text: &str, msg_id: &str) {
         call: Some(Call {
             ts: Some(T0 + offset),
             call_tg: Some(shard.tg),
+            display: (shard.tg == 2345).then(|| "FD Dispatch".to_owned()),
             call_src: (unit > 0).then_some(unit),
             call_src_descr: (!name.is_empty()).then(|| name.to_owned()),
             ..Call::default()
@@ -196,9 +197,10 @@ async fn transcripts_are_found_by_words_phrases_numbers_prefixes_and_filters() {
     assert_eq!(body["total"], 2);
     assert_eq!(
         body["facets"]["talkgroups"],
-        serde_json::json!([{"sid": 7001, "tg": 2345, "name": null, "count": 2}])
+        serde_json::json!([{"sid": 7001, "tg": 2345, "name": "FD Dispatch", "count": 2}])
     );
     let first = &body["calls"][0];
+    assert_eq!(first["talkgroup"], "FD Dispatch", "the name the call gave");
     assert!(
         first["highlight"]
             .as_str()

@@ -74,7 +74,7 @@ fn found_call(api: &Api, hit: Hit, q: Option<&str>) -> FoundCall {
     FoundCall {
         url: format!("/v1/calls/{}", hit.call_id),
         audio_url: format!("/v1/calls/{}/audio", hit.call_id),
-        talkgroup: talkgroup_name(api, hit.shard),
+        talkgroup: hit.talkgroup.or_else(|| talkgroup_name(api, hit.shard)),
         call_id: hit.call_id,
         sid: hit.shard.sid,
         tg: hit.shard.tg,
@@ -113,13 +113,19 @@ pub async fn search(
         Sort::Time => PageCursor::Before(page.hits.last().map_or(0, |h| h.order)),
         Sort::Relevance => PageCursor::Offset(offset + limit),
     });
+    // Names the page's calls give, for the talkgroups the live stream has not named yet.
+    let named: std::collections::HashMap<_, _> = page
+        .hits
+        .iter()
+        .filter_map(|hit| Some((hit.shard, hit.talkgroup.clone()?)))
+        .collect();
     let talkgroups = page
         .talkgroups
         .iter()
         .map(|(shard, count)| TalkgroupCount {
             sid: shard.sid,
             tg: shard.tg,
-            name: talkgroup_name(&api, *shard),
+            name: talkgroup_name(&api, *shard).or_else(|| named.get(shard).cloned()),
             count: *count,
         })
         .collect();

@@ -167,6 +167,14 @@ fn document(
     document.add_text(f.call_id, call_id.as_str());
     document.add_i64(f.sid, shard.sid);
     document.add_i64(f.tg, shard.tg);
+    if let Some(name) = call
+        .display
+        .as_deref()
+        .or(call.descr.as_deref())
+        .filter(|n| !n.trim().is_empty())
+    {
+        document.add_text(f.talkgroup, name.trim());
+    }
     document.add_i64(f.time, time);
     document.add_i64(f.order, order_of(time, seq));
     if let Some(unit) = call.call_src.filter(|u| *u > 0) {
