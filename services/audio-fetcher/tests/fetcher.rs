@@ -9,7 +9,8 @@ use bcfy_broadcastify::{Client, ClientConfig, GroupKey, LiveQuery, Selector};
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::ensure::{ensure_consumer, ensure_topology};
 use bcfy_bus::topology::{
-    ConsumerSpec, STREAM_CALLS_AUDIO, STREAM_DEAD_LETTERS, Topology, TopologyConfig,
+    CONSUMER_AUDIO_FETCHER, ConsumerSpec, STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE,
+    STREAM_DEAD_LETTERS, Topology, TopologyConfig,
 };
 use bcfy_bus::{CallId, Publisher, subject};
 use bcfy_config::units::ByteSize;
@@ -650,6 +651,57 @@ async fn a_call_the_cdn_refuses_while_serving_others_is_dead_lettered_as_cdn_ref
         fetcher.metric("bcfy_audio_fetcher_refusal_pauses_total", None),
         0.0,
         "one call refused is not the CDN refusing the fetcher"
+    );
+    fetcher.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redriven_call_whose_audio_is_stored_is_not_downloaded_again() {
+    let h = harness().await;
+    let fetcher = start(h.config());
+    let entry = h.announce(CallSpec::default()).await;
+    h.expect_audio(std::slice::from_ref(&entry)).await;
+    let downloads = h.sim.requests().len();
+
+    // The live message again, as `bcfy-deadletters redrive` sends it.
+    let live = subject::live(bcfy_bus::Shard {
+        sid: FIRE.0,
+        tg: FIRE.1,
+    });
+    let original = bcfy_bus::stored::messages_on(&h.js, STREAM_CALLS_LIVE, &live)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut headers = original.headers.clone().unwrap_or_default();
+    headers.insert(bcfy_bus::redrive::HEADER, "1");
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, "redrive-1");
+    h.js.publish_with_headers(live, headers, original.payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    eventually(PATIENCE, "the fetcher to settle the copy", || async {
+        let mut consumer =
+            h.js.get_stream(STREAM_CALLS_LIVE)
+                .await
+                .ok()?
+                .get_consumer::<jetstream::consumer::pull::Config>(CONSUMER_AUDIO_FETCHER)
+                .await
+                .ok()?;
+        let info = consumer.info().await.ok()?;
+        let settled = info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.delivered.stream_sequence == 2;
+        settled.then_some(())
+    })
+    .await;
+    assert_eq!(h.sim.requests().len(), downloads, "no second download");
+    assert_eq!(
+        fetcher.metric(
+            "bcfy_audio_fetcher_downloads_total",
+            Some(("outcome", "ok"))
+        ),
+        1.0
     );
     fetcher.stop().await.unwrap();
 }
