@@ -206,6 +206,11 @@ pub fn values_schema() -> Value {
                     "existingSecret": {"type": "string"},
                     "apiKey": {"type": "string"}
                 })),
+                "directory": object(json!({
+                    "existingSecret": {"type": "string"},
+                    "catalogKey": {"type": "string"},
+                    "apiKey": {"type": "string"}
+                })),
                 "nats": object(json!({"existingSecret": {"type": "string"}}))
             })),
             "serviceAccount": object(json!({

@@ -311,6 +311,15 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
     assert_eq!(archive.rate_limit_per_minute, Some(30));
     assert_eq!(archive.cache.closed_ttl.as_secs(), 48 * 3600);
     assert_eq!(archive.grpc.listen_addr.port(), 50051);
+    assert!(archive.directory.enabled);
+    assert_eq!(
+        archive.directory.upstream.app_id.as_deref(),
+        Some("scanner-feeds-app")
+    );
+    assert!(
+        archive.directory.upstream.catalog_key.is_none(),
+        "keys are never in a ConfigMap"
+    );
     assert!(
         archive.broadcastify.password.is_none(),
         "no password in a ConfigMap"
@@ -452,7 +461,12 @@ fn secrets_reach_the_services_only_as_env_vars_from_secrets() {
         .iter()
         .map(|c| c["data"]["config.yaml"].as_str().unwrap_or_default())
         .collect();
-    for secret in ["not-a-real-password", "sk-not-a-real-key"] {
+    for secret in [
+        "not-a-real-password",
+        "sk-not-a-real-key",
+        "not-a-real-catalog-key",
+        "not-a-real-api-key",
+    ] {
         assert!(
             !rendered_configs.contains(secret),
             "{secret} in a ConfigMap"
@@ -490,11 +504,32 @@ fn secrets_reach_the_services_only_as_env_vars_from_secrets() {
         from_secret(&env_of("transcriber"), "BCFY_TRANSCRIPTION__API_KEY").as_deref(),
         Some("rel-bcfy-pipeline-stt")
     );
+    let archive = env_of("archive-cache");
+    for (var, secret) in [
+        (
+            "BCFY_DIRECTORY__UPSTREAM__CATALOG_KEY",
+            "rel-bcfy-pipeline-directory",
+        ),
+        (
+            "BCFY_DIRECTORY__UPSTREAM__API_KEY",
+            "rel-bcfy-pipeline-directory",
+        ),
+        (
+            "BCFY_DIRECTORY__UPSTREAM__USERNAME",
+            "rel-bcfy-pipeline-broadcastify",
+        ),
+        (
+            "BCFY_DIRECTORY__UPSTREAM__PASSWORD",
+            "rel-bcfy-pipeline-broadcastify",
+        ),
+    ] {
+        assert_eq!(from_secret(&archive, var).as_deref(), Some(secret), "{var}");
+    }
     let secrets = of_kind(&objects, "Secret");
     assert_eq!(
         secrets.len(),
-        2,
-        "the chart creates the two Secrets it was given"
+        3,
+        "the chart creates the three Secrets it was given"
     );
 }
 

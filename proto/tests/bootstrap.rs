@@ -9,6 +9,7 @@ const PROTO_FILES: &[&str] = &[
     "broadcastify/v1/call.proto",
     "broadcastify/v1/events.proto",
     "broadcastify/v1/archive.proto",
+    "broadcastify/v1/directory.proto",
 ];
 
 /// The generated file for package `broadcastify.v1`.

@@ -2,7 +2,7 @@
 //! measure or break everything (the fake STT endpoint is `bcfy_test_support::stt`).
 //!
 //! - [`admin`]: a service's metrics read from its admin port.
-//! - [`bench`]: the benchmarks' knobs and percentiles.
+//! - [`bench`](mod@bench): the benchmarks' knobs and percentiles.
 //! - [`backlog`]: whether the fetcher and transcriber consumers still hold work.
 //! - [`pipeline`]: poller, audio fetcher and transcriber with a fake STT, for load runs.
 //! - [`service`]: start, `kill -9` and restart a service binary with a YAML config.

@@ -16,9 +16,13 @@ pub fn free_port() -> u16 {
 
 /// `nats`, `admin` (on a free port) and `log` settings (`log_filter`, e.g. `info`).
 pub fn common(nats_url: &str, log_filter: &str) -> String {
+    common_on(nats_url, log_filter, free_port())
+}
+
+/// [`common`] with the admin port `admin`, for a test that reads `/readyz` or `/metrics`.
+pub fn common_on(nats_url: &str, log_filter: &str, admin: u16) -> String {
     format!(
-        "nats:\n  urls: [\"{nats_url}\"]\nadmin:\n  listen_addr: 127.0.0.1:{}\nlog:\n  filter: {log_filter}\n",
-        free_port()
+        "nats:\n  urls: [\"{nats_url}\"]\nadmin:\n  listen_addr: 127.0.0.1:{admin}\nlog:\n  filter: {log_filter}\n"
     )
 }
 
@@ -36,5 +40,15 @@ pub fn site(sim: &Simulator, with_account: bool) -> String {
     };
     format!(
         "broadcastify:\n  base_url: {url}\n  cdn_url: {url}\n  alternate_cdn_url: {url}\n{account}"
+    )
+}
+
+/// The archive cache's `directory` block, enabled against the simulator's catalog and Calls API.
+pub fn directory(sim: &Simulator) -> String {
+    let url = sim.url();
+    let c = sim.config();
+    format!(
+        "directory:\n  enabled: true\n  upstream:\n    catalog_url: {url}/audio/\n    catalog_key: {}\n    calls_api_url: {url}/\n    app_id: {}\n    api_key_id: {}\n    api_key: {}\n    username: {}\n    password: {}\n",
+        c.catalog_key, c.app_id, c.api_key_id, c.api_key, c.username, c.password
     )
 }

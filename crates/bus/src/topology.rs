@@ -44,6 +44,9 @@ pub const KV_UPSTREAM_SESSION: &str = "upstream-session";
 pub const KV_UPSTREAM_BUDGET: &str = "upstream-budget";
 /// KV bucket of cached archive blocks (per-entry TTL).
 pub const KV_ARCHIVE_CACHE: &str = "archive-cache";
+/// KV bucket of the cached directory (states, counties, feeds; per-entry freshness, entries kept
+/// past it so a stale answer can be served while the upstream is down) and its fetch claims.
+pub const KV_DIRECTORY: &str = "directory";
 /// KV bucket of dead letters sent through again, by dead-letter sequence (`bcfy-deadletters`);
 /// entries live as long as the dead letters.
 pub const KV_DEADLETTER_REDRIVES: &str = "deadletter-redrives";
@@ -361,6 +364,17 @@ impl Topology {
                     KV_ARCHIVE_CACHE,
                     1,
                     "Archived 30-minute blocks, with per-entry TTL.",
+                )
+            },
+            kv::Config {
+                // Claims expire with a per-key TTL; levels are small (a county's talkgroups
+                // are tens of kB), so 64 MiB holds every county of a large deployment.
+                limit_markers: Some(Duration::from_secs(1)),
+                max_bytes: 64 << 20,
+                ..bucket(
+                    KV_DIRECTORY,
+                    1,
+                    "The cached Broadcastify directory: states, counties, feeds.",
                 )
             },
             kv::Config {

@@ -112,6 +112,28 @@ pub struct SimConfig {
     /// was never seen doing so (protocol §4); this exercises clients that honour it.
     #[arg(long)]
     pub archive_etag: bool,
+    /// The catalog API key accepted (`/audio/?key=`).
+    #[arg(
+        long,
+        env = "BCFY_SIM_CATALOG_KEY",
+        default_value = "demo-catalog-key",
+        hide_env_values = true
+    )]
+    pub catalog_key: String,
+    /// The Calls API application id accepted (the JWT's `iss`).
+    #[arg(long, default_value = "demo-app")]
+    pub app_id: String,
+    /// The Calls API key id accepted (the JWT's `kid`).
+    #[arg(long, default_value = "demo-key-id")]
+    pub api_key_id: String,
+    /// The Calls API key JWTs must be signed with.
+    #[arg(
+        long,
+        env = "BCFY_SIM_API_KEY",
+        default_value = "demo-api-key",
+        hide_env_values = true
+    )]
+    pub api_key: String,
     /// Fault rates.
     #[command(flatten)]
     pub faults: FaultRates,

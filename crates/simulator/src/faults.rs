@@ -23,6 +23,10 @@ pub enum Route {
     Archive,
     /// CDN audio.
     Audio,
+    /// `GET /audio/?a=…`: the catalog API (states, counties, feeds).
+    Catalog,
+    /// The Calls API: `POST /common/v1/auth` and `GET /calls/v1/groups/county/{ctid}`.
+    CallsApi,
 }
 
 /// How a `Retry-After` header is written.

@@ -8,6 +8,7 @@
 //!
 //! - [`config`]: every knob (the `bcfy-sim` flags);
 //! - [`world`]: systems, talkgroups, nodes, the public playlist;
+//! - [`catalog`]: the directory of states, counties and feeds (`/audio/`, the Calls API);
 //! - [`calls`]: call objects with the captures' invariants, and the [`LedgerEntry`];
 //! - [`clips`] and [`audio`]: the spoken clips and per-call unique audio bytes;
 //! - [`faults`]: scripted and random fault injection;
@@ -15,6 +16,7 @@
 
 pub mod audio;
 pub mod calls;
+pub mod catalog;
 pub mod clips;
 pub mod config;
 pub mod faults;

@@ -1,8 +1,9 @@
-//! The HTTP surface: the website paths and the CDN on one address (protocol §9), one file per
+//! The HTTP surface: the website paths, the directory's APIs and the CDN on one address (protocol §9), one file per
 //! route, with fault shaping apart.
 
 mod archive;
 mod cdn;
+mod directory;
 mod live;
 mod login;
 mod shaping;
@@ -33,6 +34,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/account/", get(login::account))
         .route("/calls/apis/live-calls", post(live::live_calls))
         .route("/calls/apis/archivecall.php", get(archive::archive))
+        .route("/audio/", get(directory::catalog))
+        .route("/common/v1/auth", post(directory::auth))
+        .route(
+            "/calls/v1/groups/county/{ctid}",
+            get(directory::county_groups),
+        )
         .fallback(get(cdn::cdn))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), record))
         .with_state(state)

@@ -63,7 +63,12 @@ pub(crate) struct State {
     requests: Mutex<VecDeque<RecordedRequest>>,
     rng: Mutex<StdRng>,
     logins: AtomicU64,
+    /// Calls API user tokens issued, with their expiry.
+    user_tokens: Mutex<HashMap<String, SystemTime>>,
 }
+
+/// The simulated account's Calls API user id.
+pub(crate) const USER_ID: i64 = 1001;
 
 /// Seconds since the epoch, now.
 pub(crate) fn epoch_now() -> f64 {
@@ -91,6 +96,7 @@ impl State {
             requests: Mutex::default(),
             rng: Mutex::new(rng),
             logins: AtomicU64::new(0),
+            user_tokens: Mutex::default(),
             config,
         }
     }
@@ -221,6 +227,30 @@ impl State {
         let sessions = self.sessions.lock().expect("not poisoned");
         sessions
             .get(cookie)
+            .is_some_and(|expires| *expires > SystemTime::now())
+    }
+
+    /// A new Calls API user token, valid for an hour.
+    pub(crate) fn issue_user_token(&self) -> String {
+        let token: String = {
+            let mut rng = self.rng.lock().expect("not poisoned");
+            (0..24)
+                .map(|_| char::from_digit(rng.random_range(0..36), 36).unwrap_or('0'))
+                .collect()
+        };
+        self.user_tokens.lock().expect("not poisoned").insert(
+            token.clone(),
+            SystemTime::now() + std::time::Duration::from_secs(3600),
+        );
+        token
+    }
+
+    /// True when `token` is a live Calls API user token.
+    pub(crate) fn user_token_valid(&self, token: &str) -> bool {
+        self.user_tokens
+            .lock()
+            .expect("not poisoned")
+            .get(token)
             .is_some_and(|expires| *expires > SystemTime::now())
     }
 

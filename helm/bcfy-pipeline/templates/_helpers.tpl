@@ -51,6 +51,10 @@ app.kubernetes.io/part-of: bcfy-pipeline
 {{- default (printf "%s-broadcastify" (include "bcfy.fullname" .)) .Values.secrets.broadcastify.existingSecret -}}
 {{- end -}}
 
+{{- define "bcfy.directorySecret" -}}
+{{- default (printf "%s-directory" (include "bcfy.fullname" .)) .Values.secrets.directory.existingSecret -}}
+{{- end -}}
+
 {{- define "bcfy.sttSecret" -}}
 {{- default (printf "%s-stt" (include "bcfy.fullname" .)) .Values.secrets.stt.existingSecret -}}
 {{- end -}}
@@ -198,6 +202,23 @@ spec:
   valueFrom:
     secretKeyRef: {name: {{ include "bcfy.broadcastifySecret" . }}, key: username, optional: true}
 - name: BCFY_BROADCASTIFY__PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ include "bcfy.broadcastifySecret" . }}, key: password, optional: true}
+{{- end -}}
+
+{{/* The directory's credentials as env (archive-cache): its API keys, and the account for the
+Calls API's user token. */}}
+{{- define "bcfy.directoryEnv" -}}
+- name: BCFY_DIRECTORY__UPSTREAM__CATALOG_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "bcfy.directorySecret" . }}, key: catalog-key, optional: true}
+- name: BCFY_DIRECTORY__UPSTREAM__API_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "bcfy.directorySecret" . }}, key: api-key, optional: true}
+- name: BCFY_DIRECTORY__UPSTREAM__USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ include "bcfy.broadcastifySecret" . }}, key: username, optional: true}
+- name: BCFY_DIRECTORY__UPSTREAM__PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ include "bcfy.broadcastifySecret" . }}, key: password, optional: true}
 {{- end -}}

@@ -1121,3 +1121,910 @@ pub mod archive_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// How old an answer is.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Freshness {
+    /// When the upstream gave it.
+    #[prost(message, optional, tag = "1")]
+    pub fetched_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Until when it is served without asking the upstream again.
+    #[prost(message, optional, tag = "2")]
+    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// True when it expired and the upstream could not be asked or did not answer: the last
+    /// answer known, served while the upstream is down.
+    #[prost(bool, tag = "3")]
+    pub stale: bool,
+    /// True when it came from the cache rather than from an upstream request made for this call.
+    #[prost(bool, tag = "4")]
+    pub cache_hit: bool,
+    /// When `stale`: why the upstream was not used.
+    #[prost(string, tag = "5")]
+    pub stale_reason: ::prost::alloc::string::String,
+}
+impl ::prost::Name for Freshness {
+    const NAME: &'static str = "Freshness";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.Freshness".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.Freshness".into()
+    }
+}
+/// A US state (or territory, or a non-US region).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct State {
+    /// The upstream's state id (`stid`; US FIPS codes in the website's URLs).
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    /// Full name.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// Postal code (`CA`), when the upstream gives one.
+    #[prost(string, tag = "3")]
+    pub code: ::prost::alloc::string::String,
+    /// Upstream keys not mapped above, as raw JSON.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub extra_fields: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+impl ::prost::Name for State {
+    const NAME: &'static str = "State";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.State".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.State".into()
+    }
+}
+/// A county (or a county-equivalent area).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct County {
+    /// The upstream's county id (`ctid`).
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    /// The state it is in.
+    #[prost(int64, tag = "2")]
+    pub state_id: i64,
+    /// Name.
+    #[prost(string, tag = "3")]
+    pub name: ::prost::alloc::string::String,
+    /// Upstream keys not mapped above, as raw JSON.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub extra_fields: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+impl ::prost::Name for County {
+    const NAME: &'static str = "County";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.County".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.County".into()
+    }
+}
+/// A trunked radio system with talkgroups on Broadcastify Calls.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RadioSystem {
+    /// RadioReference system id (`sid`).
+    #[prost(int64, tag = "1")]
+    pub sid: i64,
+    /// Name, when the upstream gives one.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// Upstream keys not mapped above, as raw JSON.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub extra_fields: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+impl ::prost::Name for RadioSystem {
+    const NAME: &'static str = "RadioSystem";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.RadioSystem".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.RadioSystem".into()
+    }
+}
+/// A talkgroup (or a conventional channel) a county has on Broadcastify Calls.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DirectoryTalkgroup {
+    /// The group id the live-calls API takes: `"{sid}-{tg}"`, or `"c-{fid}"` for conventional.
+    #[prost(string, tag = "1")]
+    pub group_id: ::prost::alloc::string::String,
+    /// System id; 0 for conventional channels.
+    #[prost(int64, tag = "2")]
+    pub sid: i64,
+    /// Talkgroup number; 0 for conventional channels.
+    #[prost(int64, tag = "3")]
+    pub tg: i64,
+    /// Alpha tag (`display`).
+    #[prost(string, tag = "4")]
+    pub display: ::prost::alloc::string::String,
+    /// Description (`descr`).
+    #[prost(string, tag = "5")]
+    pub descr: ::prost::alloc::string::String,
+    /// Service tag (`tag`: "Fire Dispatch", "Law Dispatch", ...).
+    #[prost(string, tag = "6")]
+    pub tag: ::prost::alloc::string::String,
+    /// Agency (`grouping`).
+    #[prost(string, tag = "7")]
+    pub grouping: ::prost::alloc::string::String,
+    /// Upstream keys not mapped above, as raw JSON.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub extra_fields: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+impl ::prost::Name for DirectoryTalkgroup {
+    const NAME: &'static str = "DirectoryTalkgroup";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.DirectoryTalkgroup".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.DirectoryTalkgroup".into()
+    }
+}
+/// A live-audio feed (a scanner stream; not a Calls source).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Feed {
+    /// Feed id.
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    /// Name (`descr`).
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// Genre ("Public Safety", "Aviation", ...).
+    #[prost(string, tag = "3")]
+    pub genre: ::prost::alloc::string::String,
+    /// Online now.
+    #[prost(bool, tag = "4")]
+    pub online: bool,
+    /// Listeners now.
+    #[prost(int64, tag = "5")]
+    pub listeners: i64,
+    /// Upstream keys not mapped above, as raw JSON.
+    #[prost(btree_map = "string, string", tag = "15")]
+    pub extra_fields: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+impl ::prost::Name for Feed {
+    const NAME: &'static str = "Feed";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.Feed".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.Feed".into()
+    }
+}
+/// Every state.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListStatesRequest {}
+impl ::prost::Name for ListStatesRequest {
+    const NAME: &'static str = "ListStatesRequest";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.ListStatesRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.ListStatesRequest".into()
+    }
+}
+/// The states, by name.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListStatesResponse {
+    /// The states.
+    #[prost(message, repeated, tag = "1")]
+    pub states: ::prost::alloc::vec::Vec<State>,
+    /// How old the list is.
+    #[prost(message, optional, tag = "2")]
+    pub freshness: ::core::option::Option<Freshness>,
+}
+impl ::prost::Name for ListStatesResponse {
+    const NAME: &'static str = "ListStatesResponse";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.ListStatesResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.ListStatesResponse".into()
+    }
+}
+/// One state's counties.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListCountiesRequest {
+    /// State id (`stid`).
+    #[prost(int64, tag = "1")]
+    pub state_id: i64,
+}
+impl ::prost::Name for ListCountiesRequest {
+    const NAME: &'static str = "ListCountiesRequest";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.ListCountiesRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.ListCountiesRequest".into()
+    }
+}
+/// The counties, by name.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListCountiesResponse {
+    /// The counties.
+    #[prost(message, repeated, tag = "1")]
+    pub counties: ::prost::alloc::vec::Vec<County>,
+    /// How old the list is.
+    #[prost(message, optional, tag = "2")]
+    pub freshness: ::core::option::Option<Freshness>,
+}
+impl ::prost::Name for ListCountiesResponse {
+    const NAME: &'static str = "ListCountiesResponse";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.ListCountiesResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.ListCountiesResponse".into()
+    }
+}
+/// One county.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetCountyRequest {
+    /// County id (`ctid`).
+    #[prost(int64, tag = "1")]
+    pub county_id: i64,
+}
+impl ::prost::Name for GetCountyRequest {
+    const NAME: &'static str = "GetCountyRequest";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.GetCountyRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.GetCountyRequest".into()
+    }
+}
+/// One county's sources.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetCountyResponse {
+    /// The county.
+    #[prost(message, optional, tag = "1")]
+    pub county: ::core::option::Option<County>,
+    /// Its trunked systems on Broadcastify Calls.
+    #[prost(message, repeated, tag = "2")]
+    pub systems: ::prost::alloc::vec::Vec<RadioSystem>,
+    /// Their talkgroups (and conventional channels), by system and number.
+    #[prost(message, repeated, tag = "3")]
+    pub talkgroups: ::prost::alloc::vec::Vec<DirectoryTalkgroup>,
+    /// Its live-audio feeds.
+    #[prost(message, repeated, tag = "4")]
+    pub feeds: ::prost::alloc::vec::Vec<Feed>,
+    /// How old the answer is (the older of its two upstream sources).
+    #[prost(message, optional, tag = "5")]
+    pub freshness: ::core::option::Option<Freshness>,
+}
+impl ::prost::Name for GetCountyResponse {
+    const NAME: &'static str = "GetCountyResponse";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.GetCountyResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.GetCountyResponse".into()
+    }
+}
+/// One feed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetFeedRequest {
+    /// Feed id.
+    #[prost(int64, tag = "1")]
+    pub feed_id: i64,
+}
+impl ::prost::Name for GetFeedRequest {
+    const NAME: &'static str = "GetFeedRequest";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.GetFeedRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.GetFeedRequest".into()
+    }
+}
+/// The feed.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetFeedResponse {
+    /// The feed.
+    #[prost(message, optional, tag = "1")]
+    pub feed: ::core::option::Option<Feed>,
+    /// How old the answer is.
+    #[prost(message, optional, tag = "2")]
+    pub freshness: ::core::option::Option<Freshness>,
+}
+impl ::prost::Name for GetFeedResponse {
+    const NAME: &'static str = "GetFeedResponse";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.GetFeedResponse".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.GetFeedResponse".into()
+    }
+}
+/// A directory cache entry: one level's answer as encoded bytes and how long it stays fresh.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CachedDirectoryEntry {
+    /// The encoded answer (`ListStatesResponse`, ... without `freshness`).
+    #[prost(bytes = "vec", tag = "1")]
+    pub answer: ::prost::alloc::vec::Vec<u8>,
+    /// When the upstream gave it.
+    #[prost(message, optional, tag = "2")]
+    pub fetched_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Until when it is served without asking the upstream.
+    #[prost(message, optional, tag = "3")]
+    pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+}
+impl ::prost::Name for CachedDirectoryEntry {
+    const NAME: &'static str = "CachedDirectoryEntry";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.CachedDirectoryEntry".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.CachedDirectoryEntry".into()
+    }
+}
+/// Generated client implementations.
+pub mod directory_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Lookups in the Broadcastify directory, cached.
+    #[derive(Debug, Clone)]
+    pub struct DirectoryServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl DirectoryServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> DirectoryServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> DirectoryServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            DirectoryServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Every state.
+        pub async fn list_states(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListStatesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListStatesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broadcastify.v1.DirectoryService/ListStates",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("broadcastify.v1.DirectoryService", "ListStates"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// The counties of one state.
+        pub async fn list_counties(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListCountiesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListCountiesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broadcastify.v1.DirectoryService/ListCounties",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("broadcastify.v1.DirectoryService", "ListCounties"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// One county: its trunked systems and talkgroups on Broadcastify Calls, and its feeds.
+        pub async fn get_county(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetCountyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetCountyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broadcastify.v1.DirectoryService/GetCounty",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("broadcastify.v1.DirectoryService", "GetCounty"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// One live-audio feed.
+        pub async fn get_feed(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetFeedRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetFeedResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broadcastify.v1.DirectoryService/GetFeed",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("broadcastify.v1.DirectoryService", "GetFeed"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod directory_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with DirectoryServiceServer.
+    #[async_trait]
+    pub trait DirectoryService: std::marker::Send + std::marker::Sync + 'static {
+        /// Every state.
+        async fn list_states(
+            &self,
+            request: tonic::Request<super::ListStatesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListStatesResponse>,
+            tonic::Status,
+        >;
+        /// The counties of one state.
+        async fn list_counties(
+            &self,
+            request: tonic::Request<super::ListCountiesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListCountiesResponse>,
+            tonic::Status,
+        >;
+        /// One county: its trunked systems and talkgroups on Broadcastify Calls, and its feeds.
+        async fn get_county(
+            &self,
+            request: tonic::Request<super::GetCountyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetCountyResponse>,
+            tonic::Status,
+        >;
+        /// One live-audio feed.
+        async fn get_feed(
+            &self,
+            request: tonic::Request<super::GetFeedRequest>,
+        ) -> std::result::Result<tonic::Response<super::GetFeedResponse>, tonic::Status>;
+    }
+    /// Lookups in the Broadcastify directory, cached.
+    #[derive(Debug)]
+    pub struct DirectoryServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> DirectoryServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for DirectoryServiceServer<T>
+    where
+        T: DirectoryService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/broadcastify.v1.DirectoryService/ListStates" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListStatesSvc<T: DirectoryService>(pub Arc<T>);
+                    impl<
+                        T: DirectoryService,
+                    > tonic::server::UnaryService<super::ListStatesRequest>
+                    for ListStatesSvc<T> {
+                        type Response = super::ListStatesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListStatesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as DirectoryService>::list_states(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListStatesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/broadcastify.v1.DirectoryService/ListCounties" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListCountiesSvc<T: DirectoryService>(pub Arc<T>);
+                    impl<
+                        T: DirectoryService,
+                    > tonic::server::UnaryService<super::ListCountiesRequest>
+                    for ListCountiesSvc<T> {
+                        type Response = super::ListCountiesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListCountiesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as DirectoryService>::list_counties(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListCountiesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/broadcastify.v1.DirectoryService/GetCounty" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetCountySvc<T: DirectoryService>(pub Arc<T>);
+                    impl<
+                        T: DirectoryService,
+                    > tonic::server::UnaryService<super::GetCountyRequest>
+                    for GetCountySvc<T> {
+                        type Response = super::GetCountyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetCountyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as DirectoryService>::get_county(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetCountySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/broadcastify.v1.DirectoryService/GetFeed" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetFeedSvc<T: DirectoryService>(pub Arc<T>);
+                    impl<
+                        T: DirectoryService,
+                    > tonic::server::UnaryService<super::GetFeedRequest>
+                    for GetFeedSvc<T> {
+                        type Response = super::GetFeedResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetFeedRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as DirectoryService>::get_feed(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetFeedSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for DirectoryServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "broadcastify.v1.DirectoryService";
+    impl<T> tonic::server::NamedService for DirectoryServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}

@@ -11,6 +11,7 @@ use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::topology::TopologyConfig;
 use bcfy_config::units;
 use bcfy_config::{ConfigIssue, Validate, join_path};
+use bcfy_directory::DirectoryConfig;
 use bcfy_runtime::admin::AdminConfig;
 use bcfy_runtime::telemetry::LogConfig;
 use serde::Deserialize;
@@ -40,6 +41,9 @@ pub struct ArchiveCacheConfig {
     pub budget_wait_max: Duration,
     /// Most blocks one range request may cover.
     pub max_range_blocks: u32,
+    /// The Broadcastify directory (states, counties, talkgroups, feeds), served beside the
+    /// archive.
+    pub directory: DirectoryConfig,
     /// Admin port.
     pub admin: AdminConfig,
     /// Logs.
@@ -64,6 +68,7 @@ impl Default for ArchiveCacheConfig {
             rate_limit_per_minute: None,
             budget_wait_max: Duration::from_secs(2),
             max_range_blocks: 48 * 7,
+            directory: DirectoryConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             instance_id: None,
@@ -172,6 +177,8 @@ impl Validate for ArchiveCacheConfig {
         bcfy_runtime::service::validate_shared(self, prefix, issues);
         self.broadcastify
             .validate(&join_path(prefix, "broadcastify"), issues);
+        self.directory
+            .validate(&join_path(prefix, "directory"), issues);
         let cache = join_path(prefix, "cache");
         if self.cache.current_ttl < Duration::from_secs(1) {
             issues.push(ConfigIssue::new(

@@ -3,6 +3,11 @@
 //! that every replica shares, so consumers need no Broadcastify login and the upstream sees one
 //! request per block, within the account's session and budget shared with the poller.
 //!
+//! With `directory.enabled` it also serves the Broadcastify directory ([`bcfy_directory`]):
+//! the same shape of work — rare, cacheable upstream lookups for the whole fleet, within the same
+//! request budget, over the same gRPC server and NATS connection — so it lives here rather than
+//! in a seventh deployment.
+//!
 //! # Layout
 //!
 //! - [`config`]: the settings;
@@ -25,8 +30,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bcfy_bus::topology::KV_ARCHIVE_CACHE;
+use bcfy_bus::topology::{KV_ARCHIVE_CACHE, KV_DIRECTORY};
+use bcfy_directory::grpc::GrpcDirectory;
 use bcfy_proto::archive_service_server::ArchiveServiceServer;
+use bcfy_proto::directory_service_server::DirectoryServiceServer;
 use bcfy_runtime::service::{Context, StartError};
 use bcfy_upstream::{Fleet, FleetError};
 use futures::StreamExt as _;
@@ -72,6 +79,12 @@ pub enum ArchiveCacheError {
     /// The NATS service could not start.
     #[error(transparent)]
     NatsApi(#[from] nats_api::NatsApiError),
+    /// The directory's NATS service could not start or stop.
+    #[error(transparent)]
+    DirectoryApi(#[from] bcfy_directory::nats_api::NatsApiError),
+    /// The directory's HTTP client could not be built.
+    #[error("cannot build the directory's HTTP client")]
+    DirectoryClient(#[source] reqwest::Error),
 }
 
 /// The gRPC server's TLS settings, read from their files.
@@ -115,12 +128,37 @@ pub async fn run(config: ArchiveCacheConfig, context: Context) -> Result<(), Arc
     let archive = Arc::new(Archive::new(
         KvBlockCache::new(bus.bucket(KV_ARCHIVE_CACHE).await?),
         fleet.client,
-        fleet.gate,
+        fleet.gate.clone(),
         config.cache.clone(),
         config.budget_wait_max,
         fleet.instance.clone(),
         metrics.clone(),
     ));
+
+    let directory = if config.directory.enabled {
+        let missing = config.directory.upstream.missing_secrets();
+        if !missing.is_empty() {
+            tracing::warn!(
+                ?missing,
+                "The directory lacks credentials; lookups that need them are refused until they are set."
+            );
+        }
+        let metrics = context.register(bcfy_directory::metrics::Metrics::register)?;
+        let upstream = bcfy_directory::Upstream::new(config.directory.upstream.clone())
+            .map_err(ArchiveCacheError::DirectoryClient)?;
+        let directory = Arc::new(bcfy_directory::Directory::new(
+            bus.bucket(KV_DIRECTORY).await?,
+            upstream,
+            fleet.gate.clone(),
+            config.directory.cache(config.budget_wait_max),
+            fleet.instance.clone(),
+            metrics.clone(),
+        ));
+        let api = bcfy_directory::nats_api::start(&bus.client).await?;
+        Some((directory, api, metrics))
+    } else {
+        None
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -156,6 +194,9 @@ pub async fn run(config: ArchiveCacheConfig, context: Context) -> Result<(), Arc
             config.max_range_blocks,
             metrics.clone(),
         )))
+        .add_optional_service(directory.as_ref().map(|(directory, _, metrics)| {
+            DirectoryServiceServer::new(GrpcDirectory::new(Arc::clone(directory), metrics.clone()))
+        }))
         .serve_with_incoming_shutdown(
             // Small answers must not wait for Nagle's algorithm (a 40 ms stall per ACK delay).
             tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
@@ -171,10 +212,19 @@ pub async fn run(config: ArchiveCacheConfig, context: Context) -> Result<(), Arc
             None => Ok(()),
         }
     };
+    let directory_api = async {
+        match directory {
+            Some((directory, api, metrics)) => {
+                api.serve(directory, metrics, shutdown.clone()).await
+            }
+            None => Ok(()),
+        }
+    };
     context.set_ready();
-    let (grpc, nats_api) = tokio::join!(grpc, nats_api);
+    let (grpc, nats_api, directory_api) = tokio::join!(grpc, nats_api, directory_api);
     grpc.map_err(|e| ArchiveCacheError::Grpc(e.into()))?;
     nats_api?;
+    directory_api?;
     tracing::info!("Archive cache stopped.");
     Ok(())
 }

@@ -70,6 +70,8 @@ pub struct Api {
     pub openapi: serde_json::Value,
     /// The transcript index.
     pub search: SearchIndex,
+    /// The directory service.
+    pub directory: bcfy_directory::nats_api::Client,
 }
 
 /// The API's router: `/v1/openapi.json` and the console's files for anyone, every other route
@@ -82,6 +84,16 @@ pub fn router(api: Arc<Api>, keys: Arc<KeyStore>, cors_origins: &[String]) -> Ro
         .route("/v1/calls/{call_id}", get(routes::calls::call))
         .route("/v1/calls/{call_id}/audio", get(routes::calls::audio))
         .route("/v1/talkgroups", get(routes::talkgroups::list))
+        .route("/v1/directory/states", get(routes::directory::states))
+        .route(
+            "/v1/directory/states/{state}/counties",
+            get(routes::directory::counties),
+        )
+        .route(
+            "/v1/directory/counties/{ctid}",
+            get(routes::directory::county),
+        )
+        .route("/v1/directory/feeds/{id}", get(routes::directory::feed))
         .route_layer(middleware::from_fn_with_state(keys, crate::auth::admit));
     let metrics = api.metrics.clone();
     Router::new()

@@ -48,6 +48,9 @@ use crate::audio::AudioCache;
 use crate::auth::KeyStore;
 use crate::hub::Hub;
 
+/// How long a directory request may take (a county not yet cached costs two upstream requests).
+const DIRECTORY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -133,6 +136,7 @@ pub async fn run(config: GatewayConfig, context: Context) -> Result<(), GatewayE
         talkgroup_names: Mutex::new(HashMap::new()),
         openapi: routes::openapi::build(),
         search,
+        directory: bcfy_directory::nats_api::Client::new(bus.client.clone(), DIRECTORY_TIMEOUT),
     });
     tracing::info!(
         addr = %listener.local_addr().map_err(listen_error)?,

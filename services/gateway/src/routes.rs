@@ -2,6 +2,7 @@
 
 pub mod calls;
 pub mod console;
+pub mod directory;
 pub mod events;
 pub mod openapi;
 pub mod search;

@@ -36,6 +36,10 @@ pub struct PollerConfig {
     pub instance_id: Option<String>,
     /// The durable consumer whose backlog pauses polling.
     pub downstream_consumer: String,
+    /// How often `county` shards look their talkgroups up again in the directory service.
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub directory_refresh: Duration,
     /// How long shutdown waits for in-flight polls to publish and save their cursor.
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
@@ -54,6 +58,7 @@ impl Default for PollerConfig {
             log: LogConfig::default(),
             instance_id: None,
             downstream_consumer: CONSUMER_AUDIO_FETCHER.to_owned(),
+            directory_refresh: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -142,6 +147,12 @@ pub struct ShardConfig {
     pub node: Option<i64>,
     /// A public playlist UUID (no login needed).
     pub playlist: Option<String>,
+    /// A county's trunked talkgroups (its `ctid`), resolved through the directory service at
+    /// start and again every `directory_refresh`.
+    pub county: Option<i64>,
+    /// With `county`: only talkgroups whose service tag contains one of these
+    /// (case-insensitive; `fire` takes "Fire Dispatch" and "Fire-Tac").
+    pub county_tags: Vec<String>,
     /// Overrides `live_producer.poll_interval`.
     #[serde(with = "units::optional_duration")]
     #[schemars(with = "Option<units::DurationSchema>")]
@@ -154,24 +165,40 @@ pub struct ShardConfig {
 
 impl ShardConfig {
     /// The selector, when exactly one kind is configured and the groups parse.
-    pub fn selector(&self) -> Result<Selector, String> {
+    pub fn selector(&self) -> Result<ShardSelector, String> {
         let kinds = [
             !self.groups.is_empty(),
             self.sid.is_some(),
             self.node.is_some(),
             self.playlist.is_some(),
+            self.county.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err("set exactly one of groups, sid, node, playlist".to_owned());
+            return Err("set exactly one of groups, sid, node, playlist, county".to_owned());
+        }
+        if !self.county_tags.is_empty() && self.county.is_none() {
+            return Err("county_tags goes with county".to_owned());
+        }
+        if let Some(ctid) = self.county {
+            return if ctid > 0 {
+                Ok(ShardSelector::County {
+                    ctid,
+                    tags: self.county_tags.clone(),
+                })
+            } else {
+                Err(format!("county {ctid} must be positive"))
+            };
         }
         if let Some(sid) = self.sid {
-            return Ok(Selector::System { sid });
+            return Ok(ShardSelector::Fixed(Selector::System { sid }));
         }
         if let Some(system_id) = self.node {
-            return Ok(Selector::Node { system_id });
+            return Ok(ShardSelector::Fixed(Selector::Node { system_id }));
         }
         if let Some(uuid) = &self.playlist {
-            return Ok(Selector::Playlist { uuid: uuid.clone() });
+            return Ok(ShardSelector::Fixed(Selector::Playlist {
+                uuid: uuid.clone(),
+            }));
         }
         self.groups
             .iter()
@@ -190,8 +217,23 @@ impl ShardConfig {
                 })
             })
             .collect::<Result<Vec<_>, String>>()
-            .map(Selector::Groups)
+            .map(|groups| ShardSelector::Fixed(Selector::Groups(groups)))
     }
+}
+
+/// What a shard polls: a selector fixed in config, or a county's talkgroups looked up in the
+/// directory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardSelector {
+    /// Groups, a system, a node or a playlist.
+    Fixed(Selector),
+    /// County `ctid`'s trunked talkgroups, narrowed to `tags` when given.
+    County {
+        /// The county id.
+        ctid: i64,
+        /// Service tag fragments.
+        tags: Vec<String>,
+    },
 }
 
 bcfy_runtime::service_config!(PollerConfig);
@@ -203,6 +245,13 @@ impl Validate for PollerConfig {
             .validate(&join_path(prefix, "broadcastify"), issues);
         self.live_producer
             .validate(&join_path(prefix, "live_producer"), issues);
+        if self.directory_refresh < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "directory_refresh",
+                "must be at least 1s",
+            ));
+        }
         if self.shards.is_empty() {
             issues.push(ConfigIssue::new(
                 prefix,
@@ -314,10 +363,40 @@ mod tests {
             .unwrap();
         assert_eq!(
             config.shards[0].selector(),
-            Ok(Selector::Groups(vec![GroupKey {
+            Ok(ShardSelector::Fixed(Selector::Groups(vec![GroupKey {
                 sid: 7001,
                 tg: 2345
-            }]))
+            }])))
+        );
+    }
+
+    #[test]
+    fn a_county_shard_names_its_county_and_tags_need_a_county() {
+        let file =
+            tempfile_yaml("shards:\n  - name: example\n    county: 207\n    county_tags: [fire]\n");
+        let config: PollerConfig = ConfigSource::default()
+            .with_file(file.path())
+            .load()
+            .unwrap();
+        assert_eq!(
+            config.shards[0].selector(),
+            Ok(ShardSelector::County {
+                ctid: 207,
+                tags: vec!["fire".to_owned()]
+            })
+        );
+        let file = tempfile_yaml(
+            "shards:\n  - name: a\n    county: 207\n    sid: 7001\n  - name: b\n    sid: 7001\n    county_tags: [fire]\n  - name: c\n    county: 0\n",
+        );
+        let error = ConfigSource::default()
+            .with_file(file.path())
+            .load::<PollerConfig>()
+            .unwrap_err();
+        let settings: Vec<&str> = error.issues().iter().map(|i| i.setting.as_str()).collect();
+        assert_eq!(
+            settings,
+            ["shards[0].groups", "shards[1].groups", "shards[2].groups"],
+            "{error}"
         );
     }
 

@@ -10,9 +10,11 @@
 //!   with the archive cache;
 //! - [`lease`]: hot-standby shard leases (KV with a TTL);
 //! - [`cursor`]: per-shard cursors (KV);
+//! - `county`: shards that follow a county's talkgroups through the directory service;
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod config;
+mod county;
 pub mod cursor;
 pub mod lease;
 pub mod metrics;
@@ -20,13 +22,19 @@ mod recent;
 mod shard;
 use std::time::Duration;
 
+use bcfy_broadcastify::Selector;
 use bcfy_bus::backlog::Backlog;
 use bcfy_bus::topology::{KV_POLLER_CURSORS, KV_POLLER_LEASES, STREAM_CALLS_LIVE};
+use bcfy_directory::nats_api::Client;
 use bcfy_runtime::service::{Context, StartError};
 use bcfy_upstream::{Fleet, FleetError};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-pub use config::{LiveProducerConfig, PollerConfig, ShardConfig};
+pub use config::{LiveProducerConfig, PollerConfig, ShardConfig, ShardSelector};
+
+/// How long a directory lookup may take.
+const DIRECTORY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the downstream backlog is read.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
@@ -89,10 +97,27 @@ pub async fn run(config: PollerConfig, context: Context) -> Result<(), PollerErr
         let Ok(selector) = shard.selector() else {
             continue;
         };
+        // A county shard starts with no talkgroups; it polls once its county is looked up.
+        let (selector, county) = match selector {
+            ShardSelector::Fixed(selector) => (watch::channel(selector), None),
+            ShardSelector::County { ctid, tags } => (
+                watch::channel(Selector::Groups(Vec::new())),
+                Some(county::CountyShard {
+                    shard: shard.name.clone(),
+                    ctid,
+                    tags,
+                    directory: Client::new(bus.client.clone(), DIRECTORY_TIMEOUT),
+                    refresh: config.directory_refresh,
+                    latch: context
+                        .readiness()
+                        .latch(format!("directory-{}", shard.name)),
+                }),
+            ),
+        };
         let producer = &config.live_producer;
         let poller = shard::ShardPoller {
             name: shard.name.clone(),
-            selector,
+            selector: selector.1,
             interval: shard.poll_interval.unwrap_or(producer.poll_interval),
             jitter_ratio: shard.jitter_ratio.unwrap_or(producer.jitter_ratio),
             initial_position: shard.initial_position.or(producer.initial_position),
@@ -107,7 +132,15 @@ pub async fn run(config: PollerConfig, context: Context) -> Result<(), PollerErr
             metrics: metrics.clone(),
             latches: latches.clone(),
         };
-        tasks.spawn(poller.run(shutdown.clone()));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Some(county) = county
+                && !county.follow(selector.0, &shutdown).await
+            {
+                return;
+            }
+            poller.run(shutdown).await;
+        });
     }
     tasks.close();
     tasks.wait().await;

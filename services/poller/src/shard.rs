@@ -20,6 +20,7 @@ use bcfy_bus::backlog::Backlog;
 use bcfy_bus::publish::MAX_ACKS_IN_FLIGHT;
 use bcfy_runtime::admin::ReadinessLatch;
 use bcfy_upstream::UpstreamGate;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -46,7 +47,8 @@ pub(crate) struct Latches {
 #[derive(Debug)]
 pub(crate) struct ShardPoller {
     pub(crate) name: String,
-    pub(crate) selector: Selector,
+    /// What to poll; a county shard's changes when its county's talkgroups do.
+    pub(crate) selector: watch::Receiver<Selector>,
     pub(crate) interval: Duration,
     pub(crate) jitter_ratio: f64,
     pub(crate) initial_position: Option<f64>,
@@ -208,8 +210,9 @@ impl ShardPoller {
         }
         self.start_sweep_if_due(progress).await;
         let started = Instant::now();
+        let selector = self.selector.borrow().clone();
         let query = query::poll_query(
-            &self.selector,
+            &selector,
             progress.cursor,
             self.initial_position,
             self.producer.overlap,

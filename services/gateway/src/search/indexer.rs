@@ -2,7 +2,7 @@
 //! committed sequence (kept as the commit's payload, so a restart goes on from there) and hands
 //! each transcript to a thread that owns the index writer: a newer transcript of a call deletes
 //! the older one before it is added. The thread commits once a second (or every
-//! [`COMMIT_EVERY`] documents) and makes the commit visible to searches.
+//! `COMMIT_EVERY` documents) and makes the commit visible to searches.
 
 use std::sync::mpsc;
 use std::time::Duration;

@@ -29,7 +29,8 @@ impl ShardPoller {
             // Budget spent (or the gate unreachable): the next poll tries again.
             return;
         }
-        let query = query::sweep_query(&self.selector, cursor, self.producer.look_back);
+        let selector = self.selector.borrow().clone();
+        let query = query::sweep_query(&selector, cursor, self.producer.look_back);
         let known = progress.recent.snapshot();
         let client = self.client.clone();
         let span = tracing::info_span!("sweep", shard = %self.name);
