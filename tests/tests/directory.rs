@@ -1,7 +1,8 @@
 //! The directory in the whole system, as processes against a real nats-server and bcfy-sim: a
 //! poller shard that names a county waits (not ready, saying why) until the directory service
-//! answers, then polls exactly that county's chosen talkgroups; the archive cache serves the
-//! directory over gRPC, and the gateway at `/v1/directory/…` with typed errors.
+//! answers, then polls exactly that county's chosen talkgroups, and follows a change to them;
+//! the archive cache serves the directory over gRPC, and the gateway at `/v1/directory/…` with
+//! typed errors.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
@@ -12,12 +13,22 @@ use bcfy_e2e::Service;
 use bcfy_e2e::yaml::{common, common_on, directory, free_port, site};
 use bcfy_proto::GetCountyRequest;
 use bcfy_proto::directory_service_client::DirectoryServiceClient;
-use bcfy_simulator::{CallSpec, SimConfig, Simulator};
+use bcfy_simulator::{CallSpec, RecordedRequest, SimConfig, Simulator};
 use bcfy_test_support::{NatsServer, eventually};
 use serde_json::Value;
 
 /// Building the binaries if needed, and the shard's first lookup back-off.
 const PATIENCE: Duration = Duration::from_secs(180);
+
+/// The `groups[]` a live-calls poll asked for.
+fn polled_groups(request: &RecordedRequest) -> BTreeSet<String> {
+    request
+        .form
+        .iter()
+        .filter(|(k, _)| k == "groups[]")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
 
 #[tokio::test]
 async fn a_county_shard_polls_the_talkgroups_the_directory_lists_and_the_directory_is_served() {
@@ -62,10 +73,10 @@ async fn a_county_shard_polls_the_talkgroups_the_directory_lists_and_the_directo
 
     let dir = tempfile::tempdir().expect("temp dir");
     let admin = free_port();
-    let _poller = Service::start(
+    let poller = Service::start(
         "poller",
         &format!(
-            "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    county: 207\n    county_tags: [fire]\n",
+            "{}{}live_producer:\n  poll_interval: 1s\ndirectory_refresh: 1s\nshards:\n  - name: fire\n    county: 207\n    county_tags: [fire]\n",
             common_on(&nats.url(), "info", admin),
             site(&sim, true)
         ),
@@ -93,7 +104,7 @@ async fn a_county_shard_polls_the_talkgroups_the_directory_lists_and_the_directo
         Service::start(
             "archive-cache",
             &format!(
-                "{}{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
+                "{}{}{}  ttl: 1s\ngrpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
                 common(&nats.url(), "info"),
                 site(&sim, true),
                 directory(&sim)
@@ -130,20 +141,14 @@ async fn a_county_shard_polls_the_talkgroups_the_directory_lists_and_the_directo
         .requests()
         .iter()
         .filter(|r| r.uri.starts_with("/calls/apis/live-calls"))
-        .map(|r| {
-            r.form
-                .iter()
-                .filter(|(k, _)| k == "groups[]")
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
+        .map(polled_groups)
         .collect();
     assert!(!polled.is_empty());
     assert!(
         polled.iter().all(|groups| *groups == fire),
         "every poll asks for exactly the county's fire talkgroups: {polled:?}"
     );
-    let log = _poller.log_text();
+    let log = poller.log_text();
     assert!(log.contains("Cannot look the shard's county up"), "{log}");
     assert!(
         log.contains("Shard follows its county's talkgroups"),
@@ -163,10 +168,6 @@ async fn a_county_shard_polls_the_talkgroups_the_directory_lists_and_the_directo
         .expect("the county")
         .into_inner();
     assert_eq!(county.talkgroups.len(), sim.world().talkgroups.len());
-    assert!(
-        county.freshness.expect("freshness").cache_hit,
-        "the poller's lookup cached it"
-    );
     let missing = client
         .get_county(GetCountyRequest { county_id: 999 })
         .await
@@ -213,4 +214,30 @@ async fn a_county_shard_polls_the_talkgroups_the_directory_lists_and_the_directo
     assert_eq!((status, error["error"].as_str()), (400, Some("invalid_id")));
     let (status, error) = get("/states/Atlantis/counties").await;
     assert_eq!((status, error["error"].as_str()), (404, Some("not_found")));
+
+    // A talkgroup leaves the county's listing: the shard's next refresh drops it.
+    let retired = fire.iter().next().cloned().expect("a fire talkgroup");
+    let (sid, tg) = retired.split_once('-').expect("sid-tg");
+    sim.retire_from_directory(sid.parse().expect("sid"), tg.parse().expect("tg"));
+    let remaining: BTreeSet<String> = fire.iter().filter(|g| **g != retired).cloned().collect();
+    let seen_before = sim.requests().len();
+    eventually(
+        PATIENCE,
+        "the shard to poll without the retired talkgroup",
+        || async {
+            let requests = sim.requests();
+            requests[seen_before..]
+                .iter()
+                .filter(|r| r.uri.starts_with("/calls/apis/live-calls"))
+                .any(|r| polled_groups(r) == remaining)
+                .then_some(())
+        },
+    )
+    .await;
+    let log = poller.log_text();
+    assert!(log.contains("The county's talkgroups changed"), "{log}");
+    assert!(
+        log.contains(&retired),
+        "the log names what was removed: {log}"
+    );
 }

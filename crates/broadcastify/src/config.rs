@@ -109,21 +109,15 @@ impl Validate for ClientConfig {
                 "must be at least 1",
             ));
         }
-        for (name, url) in [
-            ("base_url", &self.base_url),
-            ("cdn_url", &self.cdn_url),
-            ("alternate_cdn_url", &self.alternate_cdn_url),
-        ] {
-            if !matches!(url.scheme(), "http" | "https") {
-                issues.push(ConfigIssue::new(prefix, name, "must be an http(s) URL"));
-            }
-        }
-        if self.request_timeout.is_zero() {
-            issues.push(ConfigIssue::new(
-                prefix,
-                "request_timeout",
-                "must be above zero",
-            ));
-        }
+        bcfy_config::checks::http_urls(
+            prefix,
+            &[
+                ("base_url", self.base_url.scheme()),
+                ("cdn_url", self.cdn_url.scheme()),
+                ("alternate_cdn_url", self.alternate_cdn_url.scheme()),
+            ],
+            issues,
+        );
+        bcfy_config::checks::above_zero(prefix, "request_timeout", self.request_timeout, issues);
     }
 }

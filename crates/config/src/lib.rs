@@ -6,8 +6,10 @@
 //! - [`layered`]: defaults < YAML file < `BCFY_*` environment, every problem reported at once
 //!   (exit [`EXIT_CONFIG`]), and the [`Validate`] trait for checks types cannot express;
 //! - [`units`]: durations (`30s`) and sizes (`512KiB`);
+//! - [`checks`]: checks several settings types make (http(s) URLs, durations above zero);
 //! - [`print`](mod@print): the effective config as YAML, secrets masked (`print-config`).
 
+pub mod checks;
 pub mod layered;
 pub mod print;
 pub mod units;

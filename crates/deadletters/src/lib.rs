@@ -20,7 +20,7 @@ pub mod letters;
 pub mod redrive;
 pub mod render;
 
-use std::process::ExitCode;
+use bcfy_cli::Exit;
 
 /// Why a command did not do all it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +42,14 @@ pub enum CliError {
     Interrupted(String),
 }
 
-impl CliError {
-    /// The exit code a script sees (BSD `sysexits` values).
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
-            CliError::Usage(_) => 64,
-            CliError::Data(_) => 65,
-            CliError::NotFound(_) => 66,
-            CliError::Unavailable(_) => 69,
-            CliError::Interrupted(_) => 75,
-        })
+impl bcfy_cli::Failure for CliError {
+    fn exit(&self) -> Exit {
+        match self {
+            CliError::Usage(_) => Exit::Usage,
+            CliError::Data(_) => Exit::Data,
+            CliError::NotFound(_) => Exit::NotFound,
+            CliError::Unavailable(_) => Exit::Unavailable,
+            CliError::Interrupted(_) => Exit::Interrupted,
+        }
     }
 }

@@ -1,12 +1,10 @@
 //! `bcfy-deadletters [--nats URL] [--json] list|show|stats|redrive …`: see the crate docs and
 //! `deploy/README.md` for the workflow.
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use bcfy_bus::connect::NatsConfig;
+use bcfy_cli::{NatsArgs, note, out};
 use bcfy_deadletters::filter::FilterArgs;
 use bcfy_deadletters::letters::{Letter, Store};
 use bcfy_deadletters::redrive::{self, Outcome};
@@ -19,20 +17,8 @@ use serde_json::json;
 #[derive(Debug, Parser)]
 #[command(name = "bcfy-deadletters", version)]
 struct Args {
-    /// NATS server.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    nats: String,
-    /// NATS credentials file.
-    #[arg(long, env = "NATS_CREDS", global = true)]
-    creds: Option<PathBuf>,
-    /// CA certificate for a NATS server with TLS.
-    #[arg(long, env = "NATS_CA", global = true)]
-    tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// JSON for scripts: one object per line for `list` and `redrive`, one object otherwise.
     #[arg(long, global = true)]
     json: bool,
@@ -79,59 +65,19 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        Err(error) => {
-            let usage = error.use_stderr();
-            error.print().unwrap_or_default();
-            return if usage {
-                CliError::Usage(String::new()).exit_code()
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            note(&format!("bcfy-deadletters: {error}"));
-            error.exit_code()
-        }
-    }
-}
-
-/// Writes to standard output; a closed pipe (`| head`) is not worth reporting.
-fn out(text: &str) {
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .unwrap_or_default();
-}
-
-/// A line on standard error.
-fn note(line: &str) {
-    writeln!(std::io::stderr(), "{line}").unwrap_or_default();
+fn main() -> ExitCode {
+    bcfy_cli::main("bcfy-deadletters", run)
 }
 
 async fn run(args: Args) -> Result<(), CliError> {
     let now = SystemTime::now();
     // Everything the command line says is checked before NATS is asked anything.
     let command = Checked::new(args.command, now)?;
-    let nats = NatsConfig {
-        urls: vec![args.nats.clone()],
-        credentials_file: args.creds,
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
-        tls: bcfy_bus::connect::TlsConfig {
-            ca_file: args.tls_ca,
-            ..Default::default()
-        },
-        ..NatsConfig::default()
-    };
-    let client = bcfy_bus::connect::connect(&nats, "bcfy-deadletters")
+    let client = args
+        .nats
+        .connect("bcfy-deadletters")
         .await
-        .map_err(|e| CliError::Unavailable(format!("NATS at {}: {e}", args.nats)))?;
+        .map_err(CliError::Unavailable)?;
     let store = Store::open(async_nats::jetstream::new(client)).await?;
     let decoder = Decoder::new();
     match command {

@@ -140,6 +140,28 @@ pub struct Directory {
 /// A level's answer and how old it is.
 type Answer<M> = (M, Freshness);
 
+/// An answer message that carries its [`Freshness`].
+trait LevelAnswer: prost::Message + Default {
+    fn set_freshness(&mut self, freshness: Freshness);
+}
+
+macro_rules! level_answers {
+    ($($message:ty),*) => {$(
+        impl LevelAnswer for $message {
+            fn set_freshness(&mut self, freshness: Freshness) {
+                self.freshness = Some(freshness);
+            }
+        }
+    )*};
+}
+
+level_answers!(
+    ListStatesResponse,
+    ListCountiesResponse,
+    GetCountyResponse,
+    GetFeedResponse
+);
+
 fn timestamp(at: SystemTime) -> Option<prost_types::Timestamp> {
     Some(at.into())
 }
@@ -181,18 +203,13 @@ impl Directory {
     ///
     /// [`DirectoryError`].
     pub async fn states(&self) -> Result<ListStatesResponse, DirectoryError> {
-        let (answer, freshness) = self
-            .lookup(Level::States, 1, || async {
-                Ok(ListStatesResponse {
-                    states: self.upstream.states().await?,
-                    freshness: None,
-                })
+        self.lookup(Level::States, 1, || async {
+            Ok(ListStatesResponse {
+                states: self.upstream.states().await?,
+                freshness: None,
             })
-            .await?;
-        Ok(ListStatesResponse {
-            freshness: Some(freshness),
-            ..answer
         })
+        .await
     }
 
     /// State `stid`'s counties, by name.
@@ -201,18 +218,13 @@ impl Directory {
     ///
     /// [`DirectoryError`].
     pub async fn counties(&self, stid: i64) -> Result<ListCountiesResponse, DirectoryError> {
-        let (answer, freshness) = self
-            .lookup(Level::Counties(stid), 1, || async {
-                Ok(ListCountiesResponse {
-                    counties: self.upstream.counties(stid).await?,
-                    freshness: None,
-                })
+        self.lookup(Level::Counties(stid), 1, || async {
+            Ok(ListCountiesResponse {
+                counties: self.upstream.counties(stid).await?,
+                freshness: None,
             })
-            .await?;
-        Ok(ListCountiesResponse {
-            freshness: Some(freshness),
-            ..answer
         })
+        .await
     }
 
     /// County `ctid`: its systems and talkgroups (Calls API) and feeds (catalog).
@@ -221,20 +233,15 @@ impl Directory {
     ///
     /// [`DirectoryError`].
     pub async fn county(&self, ctid: i64) -> Result<GetCountyResponse, DirectoryError> {
-        let (answer, freshness) = self
-            .lookup(Level::County(ctid), 2, || async {
-                let (catalog, groups) = tokio::join!(
-                    self.upstream.catalog_county(ctid),
-                    self.upstream.county_groups(ctid)
-                );
-                let (catalog, groups) = (self.counted(catalog)?, self.counted(groups)?);
-                Ok(crate::upstream::county_answer(catalog, groups))
-            })
-            .await?;
-        Ok(GetCountyResponse {
-            freshness: Some(freshness),
-            ..answer
+        self.lookup(Level::County(ctid), 2, || async {
+            let (catalog, groups) = tokio::join!(
+                self.upstream.catalog_county(ctid),
+                self.upstream.county_groups(ctid)
+            );
+            let (catalog, groups) = (self.counted(catalog)?, self.counted(groups)?);
+            Ok(crate::upstream::county_answer(catalog, groups))
         })
+        .await
     }
 
     /// Feed `id`.
@@ -243,18 +250,13 @@ impl Directory {
     ///
     /// [`DirectoryError`].
     pub async fn feed(&self, id: i64) -> Result<GetFeedResponse, DirectoryError> {
-        let (answer, freshness) = self
-            .lookup(Level::Feed(id), 1, || async {
-                Ok(GetFeedResponse {
-                    feed: Some(self.upstream.feed(id).await?),
-                    freshness: None,
-                })
+        self.lookup(Level::Feed(id), 1, || async {
+            Ok(GetFeedResponse {
+                feed: Some(self.upstream.feed(id).await?),
+                freshness: None,
             })
-            .await?;
-        Ok(GetFeedResponse {
-            freshness: Some(freshness),
-            ..answer
         })
+        .await
     }
 
     /// Counts a failed upstream request towards its API's failures in a row.
@@ -285,9 +287,26 @@ impl Directory {
             .set(0);
     }
 
+    /// [`Self::answer`] with its freshness in it.
+    async fn lookup<M, F, Fut>(
+        &self,
+        level: Level,
+        requests: u32,
+        fetch: F,
+    ) -> Result<M, DirectoryError>
+    where
+        M: LevelAnswer,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<M, UpstreamError>>,
+    {
+        let (mut answer, freshness) = self.answer(level, requests, fetch).await?;
+        answer.set_freshness(freshness);
+        Ok(answer)
+    }
+
     /// The level from the cache when fresh, else fetched once in the fleet; an expired entry
     /// when the upstream is out. `requests` is what one fetch costs the shared budget.
-    async fn lookup<M, F, Fut>(
+    async fn answer<M, F, Fut>(
         &self,
         level: Level,
         requests: u32,

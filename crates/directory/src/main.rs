@@ -5,12 +5,10 @@
 
 mod render;
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bcfy_bus::connect::NatsConfig;
+use bcfy_cli::{Exit, NatsArgs, note, out};
 use bcfy_directory::Upstream;
 use bcfy_directory::nats_api::{self, ClientError};
 use bcfy_directory::shards::{self, Choice};
@@ -30,20 +28,9 @@ struct Args {
     /// Print protobuf JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    /// NATS server of the directory service.
-    #[arg(
-        long,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222",
-        global = true
-    )]
-    nats: String,
-    /// NATS credentials file.
-    #[arg(long, env = "NATS_CREDS", global = true)]
-    creds: Option<PathBuf>,
-    /// CA certificate for a NATS server with TLS.
-    #[arg(long, env = "NATS_CA", global = true)]
-    tls_ca: Option<PathBuf>,
+    /// Where the directory service is.
+    #[command(flatten)]
+    nats: NatsArgs,
     /// How long to wait for an answer.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     timeout: Duration,
@@ -130,7 +117,7 @@ enum Command {
     },
 }
 
-/// Why the command failed, with its exit code (`sysexits.h`).
+/// Why the command failed; each kind has its exit code.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error("{0}")]
@@ -145,15 +132,15 @@ enum CliError {
     Data(String),
 }
 
-impl CliError {
-    fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
-            CliError::Usage(_) => 64,
-            CliError::Data(_) => 65,
-            CliError::NotFound(_) => 66,
-            CliError::Unavailable(_) => 69,
-            CliError::Permission(_) => 77,
-        })
+impl bcfy_cli::Failure for CliError {
+    fn exit(&self) -> Exit {
+        match self {
+            CliError::Usage(_) => Exit::Usage,
+            CliError::Data(_) => Exit::Data,
+            CliError::NotFound(_) => Exit::NotFound,
+            CliError::Unavailable(_) => Exit::Unavailable,
+            CliError::Permission(_) => Exit::Refused,
+        }
     }
 }
 
@@ -237,39 +224,8 @@ impl Source {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        Err(error) => {
-            let usage = error.use_stderr();
-            error.print().unwrap_or_default();
-            return if usage {
-                CliError::Usage(String::new()).exit_code()
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            note(&format!("bcfy-directory: {error}"));
-            error.exit_code()
-        }
-    }
-}
-
-/// Writes to standard output; a closed pipe (`| head`) is not worth reporting.
-fn out(text: &str) {
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .unwrap_or_default();
-}
-
-/// A line on standard error.
-fn note(line: &str) {
-    writeln!(std::io::stderr(), "{line}").unwrap_or_default();
+fn main() -> ExitCode {
+    bcfy_cli::main("bcfy-directory", run)
 }
 
 async fn source(args: &Args) -> Result<Source, CliError> {
@@ -292,19 +248,11 @@ async fn source(args: &Args) -> Result<Source, CliError> {
             .map_err(|e| CliError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
         return Ok(Source::Upstream(Box::new(upstream)));
     }
-    let nats = NatsConfig {
-        urls: vec![args.nats.clone()],
-        credentials_file: args.creds.clone(),
-        connect_timeout: Duration::from_secs(5),
-        tls: bcfy_bus::connect::TlsConfig {
-            ca_file: args.tls_ca.clone(),
-            ..Default::default()
-        },
-        ..NatsConfig::default()
-    };
-    let client = bcfy_bus::connect::connect(&nats, "bcfy-directory")
+    let client = args
+        .nats
+        .connect("bcfy-directory")
         .await
-        .map_err(|e| CliError::Unavailable(format!("NATS at {}: {e}", args.nats)))?;
+        .map_err(CliError::Unavailable)?;
     Ok(Source::Service(nats_api::Client::new(client, args.timeout)))
 }
 

@@ -128,21 +128,15 @@ impl Validate for UpstreamConfig {
                 "must contain {ctid}",
             ));
         }
-        for (name, url) in [
-            ("catalog_url", &self.catalog_url),
-            ("calls_api_url", &self.calls_api_url),
-        ] {
-            if !matches!(url.scheme(), "http" | "https") {
-                issues.push(ConfigIssue::new(prefix, name, "must be an http(s) URL"));
-            }
-        }
-        if self.request_timeout.is_zero() {
-            issues.push(ConfigIssue::new(
-                prefix,
-                "request_timeout",
-                "must be above zero",
-            ));
-        }
+        bcfy_config::checks::http_urls(
+            prefix,
+            &[
+                ("catalog_url", self.catalog_url.scheme()),
+                ("calls_api_url", self.calls_api_url.scheme()),
+            ],
+            issues,
+        );
+        bcfy_config::checks::above_zero(prefix, "request_timeout", self.request_timeout, issues);
     }
 }
 

@@ -139,6 +139,12 @@ impl Simulator {
         self.state.requests()
     }
 
+    /// Takes talkgroup `sid`/`tg` out of its county's groups in the Calls API (as when a
+    /// talkgroup leaves Broadcastify Calls); its calls go on.
+    pub fn retire_from_directory(&self, sid: i64, tg: i64) {
+        self.state.retire_from_directory(sid, tg);
+    }
+
     /// Stops making new calls; the site and the CDN keep answering (a load run's drain).
     pub fn stop_generating(&self) {
         self.generating.cancel();

@@ -65,6 +65,8 @@ pub(crate) struct State {
     logins: AtomicU64,
     /// Calls API user tokens issued, with their expiry.
     user_tokens: Mutex<HashMap<String, SystemTime>>,
+    /// Talkgroups the Calls API no longer lists in their county.
+    retired: Mutex<Vec<(i64, i64)>>,
 }
 
 /// The simulated account's Calls API user id.
@@ -97,6 +99,7 @@ impl State {
             rng: Mutex::new(rng),
             logins: AtomicU64::new(0),
             user_tokens: Mutex::default(),
+            retired: Mutex::default(),
             config,
         }
     }
@@ -252,6 +255,20 @@ impl State {
             .expect("not poisoned")
             .get(token)
             .is_some_and(|expires| *expires > SystemTime::now())
+    }
+
+    /// Leaves `sid`/`tg` out of its county's groups from now on.
+    pub(crate) fn retire_from_directory(&self, sid: i64, tg: i64) {
+        self.retired.lock().expect("not poisoned").push((sid, tg));
+    }
+
+    /// True when the Calls API still lists `sid`/`tg` in its county.
+    pub(crate) fn listed_in_directory(&self, sid: i64, tg: i64) -> bool {
+        !self
+            .retired
+            .lock()
+            .expect("not poisoned")
+            .contains(&(sid, tg))
     }
 
     /// Ends one session.

@@ -229,6 +229,7 @@ pub(super) async fn county_groups(
             .world
             .talkgroups
             .iter()
+            .filter(|t| state.listed_in_directory(t.sid, t.tg))
             .map(|t| {
                 json!({
                     "groupId": format!("{}-{}", t.sid, t.tg),
