@@ -2,7 +2,7 @@
 
 use bcfy_proto::{
     ArchiveResult, AudioPayloadEvent, Call, DeadLetter, LiveCallEnvelope, ShardKey, TimeWindow,
-    TranscriptSegment, TranscriptionResult,
+    Tone, ToneKind, TranscriptSegment, TranscriptionResult,
 };
 use prost::Message;
 use prost_types::Timestamp;
@@ -78,12 +78,25 @@ fn transcription_result() {
             text: "Engine 12".into(),
             average_logprob: Some(-0.2),
             no_speech_prob: Some(0.01),
+            unit: Some(1_001),
+            unit_tag: "Dispatch".into(),
         }],
         provider: "openai".into(),
         model: "whisper-1".into(),
         completed_at: timestamp(),
         audio_duration_seconds: 7.0,
         call: Some(sample_call()),
+        no_text_reason: String::new(),
+        tones: vec![Tone {
+            kind: ToneKind::TwoTone.into(),
+            frequency_hz: 600.9,
+            second_frequency_hz: 1153.4,
+            start: 0.4,
+            duration: 1.0,
+            second_duration: 3.0,
+            digits: String::new(),
+        }],
+        raw_text: "Engine 12 respond to 400 Main. Thank you.".into(),
     });
 }
 

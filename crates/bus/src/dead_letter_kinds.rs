@@ -99,13 +99,13 @@ pub const KINDS: &[Kind] = &[
     Kind {
         name: "stt_empty_text",
         stages: TRANSCRIBER,
-        meaning: "the STT provider heard no words",
+        meaning: "the STT provider heard no words (only with speech gating off; with it on, such a call is published with empty text and `no_speech`)",
         redrivable: true,
     },
     Kind {
         name: "stt_undecodable",
         stages: TRANSCRIBER,
-        meaning: "the built-in engine cannot decode the audio",
+        meaning: "the call's audio cannot be decoded (for speech gating, or by the built-in engine)",
         redrivable: false,
     },
     Kind {

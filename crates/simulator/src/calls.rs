@@ -77,8 +77,10 @@ pub struct CallSpec {
     pub talkgroup: Option<(i64, i64)>,
     /// Node id (must record the talkgroup's system).
     pub node: Option<i64>,
-    /// Clip index (into the clip list).
+    /// Clip index (into the spoken clips).
     pub clip: Option<usize>,
+    /// Non-speech clip index (into [`crate::clips::non_speech`]); wins over `clip`.
+    pub non_speech: Option<usize>,
     /// Publish late: the `ts` lies this far in the past.
     pub late_by: Option<Duration>,
     /// The audio 404s for this long after the call appears.
@@ -165,6 +167,9 @@ pub(crate) fn make_call(rng: &mut StdRng, i: Ingredients<'_>) -> SimCall {
     if with_metadata {
         let freq_hz = (freq_mhz * 1_000_000.0).round() as i64;
         let half = (clip.duration_seconds / 2.0 * 100.0).round() / 100.0;
+        let third = (clip.duration_seconds / 3.0 * 100.0).round() / 100.0;
+        // Dispatch, a responding unit, dispatch again: who talks changes within the clip.
+        let responder = src + 1 + rng.random_range(0..400);
         call["metadata"] = json!({
             "freq": freq_hz, "freq_error": rng.random_range(-600..600), "signal": 999, "noise": 999,
             "source_num": 0, "recorder_num": rng.random_range(0..8), "tdma_slot": 0, "phase2_tdma": 0,
@@ -179,8 +184,9 @@ pub(crate) fn make_call(rng: &mut StdRng, i: Ingredients<'_>) -> SimCall {
                 {"freq": freq_hz, "time": start + half as i64, "pos": half, "len": half, "error_count": rng.random_range(0..20), "spike_count": 0},
             ],
             "srcList": [
-                {"src": src, "time": start, "pos": 0, "emergency": 0, "signal_system": null, "tag": null},
-                {"src": -1, "time": start + half as i64, "pos": half, "emergency": 0, "signal_system": null, "tag": null},
+                {"src": src, "time": start, "pos": 0, "emergency": 0, "signal_system": null, "tag": "Dispatch"},
+                {"src": responder, "time": start + third as i64, "pos": third, "emergency": 0, "signal_system": null, "tag": null},
+                {"src": src, "time": start + (2.0 * third) as i64, "pos": 2.0 * third, "emergency": 0, "signal_system": null, "tag": "Dispatch"},
             ],
         });
     }

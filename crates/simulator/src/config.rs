@@ -84,6 +84,9 @@ pub struct SimConfig {
     /// Calls generated in the past at start, spread over this window (for archive and doInit).
     #[arg(long, value_parser = duration, default_value = "0s")]
     pub backfill: Duration,
+    /// Fraction of generated calls that hold no speech (pages, tones, DTMF, hiss, static).
+    #[arg(long, value_parser = rate, default_value_t = 0.1)]
+    pub non_speech_ratio: f64,
     /// Fraction of calls published late: visible now with a `ts` already behind the cursor.
     #[arg(long, value_parser = rate, default_value_t = 0.05)]
     pub late_call_ratio: f64,
@@ -184,6 +187,7 @@ impl SimConfig {
         config.listen = "127.0.0.1:0".parse().expect("valid address");
         config.calls_per_second = 0.0;
         config.late_call_ratio = 0.0;
+        config.non_speech_ratio = 0.0;
         config.cdn_lag_ratio = 0.0;
         config
     }

@@ -56,6 +56,7 @@ pub(crate) struct State {
     pub(crate) config: SimConfig,
     pub(crate) world: World,
     pub(crate) clips: Vec<Clip>,
+    pub(crate) non_speech: Vec<Clip>,
     pub(crate) faults: FaultPlan,
     calls: RwLock<Vec<Arc<SimCall>>>,
     cdn: RwLock<HashMap<String, Arc<SimCall>>>,
@@ -91,6 +92,7 @@ impl State {
         Self {
             world,
             clips: clips::all(),
+            non_speech: clips::non_speech(),
             faults,
             calls: RwLock::default(),
             cdn: RwLock::default(),
@@ -127,9 +129,14 @@ impl State {
                 .expect("a node of that system"),
             None => nodes[rng.random_range(0..nodes.len())],
         };
-        let clip = &self.clips[spec
-            .clip
-            .unwrap_or_else(|| rng.random_range(0..self.clips.len()))];
+        let clip = match (spec.non_speech, spec.clip) {
+            (Some(n), _) => &self.non_speech[n],
+            (None, Some(n)) => &self.clips[n],
+            (None, None) if rng.random_bool(self.config.non_speech_ratio) => {
+                &self.non_speech[rng.random_range(0..self.non_speech.len())]
+            }
+            (None, None) => &self.clips[rng.random_range(0..self.clips.len())],
+        };
         let late = spec.late_by.is_some() || rng.random_bool(self.config.late_call_ratio);
         let late_by = spec.late_by.unwrap_or(if late {
             self.config.late_by

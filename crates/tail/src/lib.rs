@@ -132,6 +132,59 @@ impl Decoder {
     }
 }
 
+/// What was said, each unit named where it starts talking (`Dispatch: … | 2043: …`); the
+/// reason in brackets when nothing was.
+fn said(event: &TranscriptionResult) -> String {
+    if event.text.is_empty() {
+        return format!("[{}]", event.no_text_reason);
+    }
+    if event.segments.iter().all(|s| s.unit.is_none()) {
+        return event.text.clone();
+    }
+    let mut parts: Vec<(String, Vec<&str>)> = Vec::new();
+    for segment in &event.segments {
+        let unit = match (&segment.unit_tag, segment.unit) {
+            (tag, _) if !tag.is_empty() => tag.clone(),
+            (_, Some(unit)) => unit.to_string(),
+            (_, None) => "?".to_owned(),
+        };
+        match parts.last_mut() {
+            Some((last, texts)) if *last == unit => texts.push(segment.text.trim()),
+            _ => parts.push((unit, vec![segment.text.trim()])),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(unit, texts)| format!("{unit}: {}", texts.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The tones, after the text: ` tones: two-tone 600.9/1153.4 Hz at 0.4 s, dtmf 159# at 0.3 s`.
+fn tones(tones: &[bcfy_proto::Tone]) -> String {
+    use bcfy_proto::ToneKind;
+    if tones.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = tones
+        .iter()
+        .map(|tone| {
+            let what = match tone.kind() {
+                ToneKind::TwoTone => format!(
+                    "two-tone {:.1}/{:.1} Hz",
+                    tone.frequency_hz, tone.second_frequency_hz
+                ),
+                ToneKind::Dtmf => format!("dtmf {}", tone.digits),
+                ToneKind::Single | ToneKind::Unspecified => {
+                    format!("tone {:.1} Hz {:.1} s", tone.frequency_hz, tone.duration)
+                }
+            };
+            format!("{what} at {:.1} s", tone.start)
+        })
+        .collect();
+    format!(" tones: {}", each.join(", "))
+}
+
 /// `sid/tg call_id` from an event subject.
 fn where_from(subject: &str) -> String {
     match subject.parse::<ParsedSubject>() {
@@ -170,8 +223,12 @@ fn summary(subject: &str, kind: &str, payload: &[u8]) -> Result<Option<String>, 
         Some("TranscriptionResult") => {
             let event = TranscriptionResult::decode(payload).map_err(|e| decode_error(kind, e))?;
             format!(
-                "{at} text   {from} {:.1} s ({}/{}): {}",
-                event.audio_duration_seconds, event.provider, event.model, event.text
+                "{at} text   {from} {:.1} s ({}/{}): {}{}",
+                event.audio_duration_seconds,
+                event.provider,
+                event.model,
+                said(&event),
+                tones(&event.tones)
             )
         }
         Some("DeadLetter") => {
@@ -227,6 +284,41 @@ mod tests {
         assert_eq!(value["type"], "broadcastify.v1.TranscriptionResult");
         assert_eq!(value["message"]["text"], "Engine 12 respond");
         assert_eq!(value["message"]["callId"], "1502-1767225600-2345-abc");
+    }
+
+    #[test]
+    fn units_name_who_spoke_and_tones_and_silence_are_said() {
+        let segment = |text: &str, unit: Option<i64>, tag: &str| bcfy_proto::TranscriptSegment {
+            text: text.into(),
+            unit,
+            unit_tag: tag.into(),
+            ..bcfy_proto::TranscriptSegment::default()
+        };
+        let spoken = TranscriptionResult {
+            segments: vec![
+                segment(" Engine 12,", Some(1001), "Dispatch"),
+                segment(" respond.", Some(1001), "Dispatch"),
+                segment(" Copy.", Some(2043), ""),
+            ],
+            ..result()
+        };
+        assert_eq!(said(&spoken), "Dispatch: Engine 12, respond. | 2043: Copy.");
+        let page = TranscriptionResult {
+            text: String::new(),
+            no_text_reason: "tones_only".into(),
+            tones: vec![bcfy_proto::Tone {
+                kind: bcfy_proto::ToneKind::TwoTone.into(),
+                frequency_hz: 600.9,
+                second_frequency_hz: 1153.4,
+                start: 0.4,
+                ..bcfy_proto::Tone::default()
+            }],
+            ..result()
+        };
+        assert_eq!(
+            format!("{}{}", said(&page), tones(&page.tones)),
+            "[tones_only] tones: two-tone 600.9/1153.4 Hz at 0.4 s"
+        );
     }
 
     #[test]

@@ -437,6 +437,16 @@ pub struct TranscriptionResult {
     /// The call's metadata, so subscribers get everything in one event.
     #[prost(message, optional, tag = "10")]
     pub call: ::core::option::Option<Call>,
+    /// Why `text` is empty although nothing failed: "no_speech" (the voice-activity detector
+    /// found none, so no engine was asked) or "tones_only" (tones and no speech); empty otherwise.
+    #[prost(string, tag = "11")]
+    pub no_text_reason: ::prost::alloc::string::String,
+    /// Tones in the audio (alert tones, two-tone pages, DTMF), by start time.
+    #[prost(message, repeated, tag = "12")]
+    pub tones: ::prost::alloc::vec::Vec<Tone>,
+    /// The engine's text before known hallucinations were removed; empty when none was.
+    #[prost(string, tag = "13")]
+    pub raw_text: ::prost::alloc::string::String,
 }
 impl ::prost::Name for TranscriptionResult {
     const NAME: &'static str = "TranscriptionResult";
@@ -446,6 +456,41 @@ impl ::prost::Name for TranscriptionResult {
     }
     fn type_url() -> ::prost::alloc::string::String {
         "/broadcastify.v1.TranscriptionResult".into()
+    }
+}
+/// One tone found in a call's audio.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Tone {
+    /// The kind.
+    #[prost(enumeration = "ToneKind", tag = "1")]
+    pub kind: i32,
+    /// The tone's frequency in hertz; the A tone's for a page; 0 for DTMF.
+    #[prost(double, tag = "2")]
+    pub frequency_hz: f64,
+    /// The B tone's frequency for a page; else 0.
+    #[prost(double, tag = "3")]
+    pub second_frequency_hz: f64,
+    /// Seconds into the call where it starts.
+    #[prost(double, tag = "4")]
+    pub start: f64,
+    /// Seconds it lasts: the A tone's for a page, the whole sequence for DTMF.
+    #[prost(double, tag = "5")]
+    pub duration: f64,
+    /// The B tone's duration for a page; else 0.
+    #[prost(double, tag = "6")]
+    pub second_duration: f64,
+    /// The keys pressed, for DTMF.
+    #[prost(string, tag = "7")]
+    pub digits: ::prost::alloc::string::String,
+}
+impl ::prost::Name for Tone {
+    const NAME: &'static str = "Tone";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.Tone".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.Tone".into()
     }
 }
 /// One timed piece of a transcript.
@@ -466,6 +511,13 @@ pub struct TranscriptSegment {
     /// Probability that the segment holds no speech, when reported.
     #[prost(double, optional, tag = "5")]
     pub no_speech_prob: ::core::option::Option<f64>,
+    /// The unit transmitting when the segment starts (the last `srcList` entry at or before
+    /// it), when the call has a `srcList`.
+    #[prost(int64, optional, tag = "6")]
+    pub unit: ::core::option::Option<i64>,
+    /// That unit's alias (`srcList\[\].tag`), when known.
+    #[prost(string, tag = "7")]
+    pub unit_tag: ::prost::alloc::string::String,
 }
 impl ::prost::Name for TranscriptSegment {
     const NAME: &'static str = "TranscriptSegment";
@@ -586,6 +638,43 @@ impl ::prost::Name for DeadLetter {
     }
     fn type_url() -> ::prost::alloc::string::String {
         "/broadcastify.v1.DeadLetter".into()
+    }
+}
+/// What kind of tone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ToneKind {
+    /// Not set.
+    Unspecified = 0,
+    /// One sustained tone.
+    Single = 1,
+    /// A two-tone sequential page: the A tone, then the B tone.
+    TwoTone = 2,
+    /// DTMF digits.
+    Dtmf = 3,
+}
+impl ToneKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "TONE_KIND_UNSPECIFIED",
+            Self::Single => "TONE_KIND_SINGLE",
+            Self::TwoTone => "TONE_KIND_TWO_TONE",
+            Self::Dtmf => "TONE_KIND_DTMF",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "TONE_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "TONE_KIND_SINGLE" => Some(Self::Single),
+            "TONE_KIND_TWO_TONE" => Some(Self::TwoTone),
+            "TONE_KIND_DTMF" => Some(Self::Dtmf),
+            _ => None,
+        }
     }
 }
 /// One block of one talkgroup.

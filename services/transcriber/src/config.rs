@@ -21,6 +21,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::cleanup::CleanupConfig;
+use crate::hearing::GatingConfig;
+
 /// OpenAI's own endpoint, used when `endpoint_url` is not set.
 pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1/audio/transcriptions";
 
@@ -253,6 +256,10 @@ pub struct TranscriptionConfig {
     pub prompts: BTreeMap<String, String>,
     /// The built-in engine (provider `whisper`).
     pub whisper: WhisperConfig,
+    /// Speech gating and tone detection before the provider.
+    pub gating: GatingConfig,
+    /// Dropping known hallucinations.
+    pub cleanup: CleanupConfig,
 }
 
 /// `transcription.whisper.*`: the built-in whisper.cpp engine. `model` names the transcripts'
@@ -312,6 +319,8 @@ impl Default for TranscriptionConfig {
             response_format: ResponseFormat::VerboseJson,
             prompts: BTreeMap::new(),
             whisper: WhisperConfig::default(),
+            gating: GatingConfig::default(),
+            cleanup: CleanupConfig::default(),
         }
     }
 }
@@ -332,6 +341,8 @@ impl TranscriptionConfig {
 
 impl Validate for TranscriptionConfig {
     fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        self.gating.validate(&join_path(prefix, "gating"), issues);
+        self.cleanup.validate(&join_path(prefix, "cleanup"), issues);
         if self.max_concurrency == 0 {
             issues.push(ConfigIssue::new(
                 prefix,

@@ -14,16 +14,22 @@
 //! - [`error`]: [`TranscriptionError`], transient or permanent;
 //! - `gate`: the back-off that protects the provider after repeated failures (a refused key
 //!   pauses through [`Refusals`] instead);
+//! - [`hearing`]: before any engine, the call decoded once: speech or not, and its tones;
+//! - [`cleanup`]: known Whisper hallucinations dropped when the engine doubts them;
+//! - `units`: each segment's transmitting unit from the call's `srcList`;
 //! - `transcribe`: one audio message to at most one transcript, and its failure handling;
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod cleanup;
 pub mod config;
 pub mod error;
 mod gate;
+pub mod hearing;
 pub mod metrics;
 pub mod openai;
 pub mod provider;
 mod transcribe;
+mod units;
 pub mod whisper;
 
 use std::sync::Arc;

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub refused: IntGauge,
     /// Pauses of this replica because the provider refused our key.
     pub refusal_pauses: IntCounter,
+    /// Calls not sent to the provider, by reason (`no_speech`, `tones_only`).
+    pub gated: IntCounterVec,
+    /// Seconds of audio not sent to the provider.
+    pub gated_audio_seconds: prometheus::Counter,
+    /// Segments dropped as known hallucinations.
+    pub hallucinations_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -68,6 +74,19 @@ impl Metrics {
             refused: m.gauge(
                 "refused",
                 "1 while the STT provider refuses this service's key and no calls are taken.",
+            )?,
+            gated: m.counter_vec(
+                "gated_total",
+                "Calls not sent to the provider because they hold no speech, by reason.",
+                &["reason"],
+            )?,
+            gated_audio_seconds: m.float_counter(
+                "gated_audio_seconds_total",
+                "Seconds of audio not sent to the provider.",
+            )?,
+            hallucinations_dropped: m.counter(
+                "hallucinations_dropped_total",
+                "Transcript segments dropped as known hallucinations.",
             )?,
             refusal_pauses: m.counter(
                 "refusal_pauses_total",

@@ -166,6 +166,8 @@ impl OpenAiProvider {
                     text: s.text.trim().to_owned(),
                     average_logprob: s.avg_logprob,
                     no_speech_prob: s.no_speech_prob,
+                    unit: None,
+                    unit_tag: String::new(),
                 })
                 .collect(),
         })

@@ -12,9 +12,10 @@ use crate::openai::OpenAiProvider;
 use crate::whisper::WhisperProvider;
 
 /// A transcript as the provider gave it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transcript {
-    /// The whole text, trimmed; never empty.
+    /// The whole text, trimmed; a provider never returns it empty
+    /// ([`TranscriptionError::EmptyText`] instead).
     pub text: String,
     /// The language the provider reports, else the one asked for.
     pub language: Option<String>,
@@ -85,7 +86,9 @@ impl Provider {
         }
     }
 
-    /// Transcribes one whole call (`content_type` as the CDN served it).
+    /// Transcribes one whole call (`content_type` as the CDN served it); `samples` are its
+    /// 16 kHz samples when already decoded (the built-in engine then does not decode again; a
+    /// server always gets the call's exact bytes).
     ///
     /// # Errors
     ///
@@ -95,12 +98,13 @@ impl Provider {
         audio: Bytes,
         content_type: &str,
         prompt: Option<&str>,
+        samples: Option<Arc<[f32]>>,
     ) -> Result<Transcript, TranscriptionError> {
         match self {
             Provider::OpenAi(provider) => provider.transcribe(audio, content_type, prompt).await,
             Provider::Whisper(provider) => {
                 Arc::clone(provider)
-                    .transcribe(audio, content_type, prompt)
+                    .transcribe(audio, content_type, prompt, samples)
                     .await
             }
         }

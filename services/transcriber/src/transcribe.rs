@@ -7,6 +7,7 @@
 //! redriven call whose transcript is already stored is acked without asking the provider. No
 //! transcript is ever made up.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
@@ -21,9 +22,34 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::config::{ConsumerConfig, TranscriptionConfig};
+use crate::error::TranscriptionError;
 use crate::gate::ProviderGate;
+use crate::hearing;
 use crate::metrics::Metrics;
-use crate::provider::Provider;
+use crate::provider::{Provider, Transcript};
+use crate::units;
+
+/// The `provider` and `model` of a transcript no engine made (no speech was heard).
+const GATE_PROVIDER: &str = "vad";
+const GATE_MODEL: &str = "earshot";
+
+/// The call's length as listed (its `call_duration`), else as far as its audio reaches.
+fn listed_duration(event: &AudioPayloadEvent) -> f64 {
+    event
+        .call
+        .as_ref()
+        .and_then(|c| c.call_duration)
+        .map_or(event.end_offset, |s| s as f64)
+}
+
+/// What a transcript is made from.
+#[derive(Debug)]
+enum Made {
+    /// The provider's words, and the call's tones.
+    Words(Transcript, Vec<bcfy_signal::Tone>),
+    /// No words; the call's tones.
+    Nothing(Vec<bcfy_signal::Tone>),
+}
 
 /// What every transcription task shares.
 #[derive(Debug, Clone)]
@@ -110,17 +136,71 @@ impl Transcriber {
                 return self.give_up(delivery, reason).await;
             }
         };
+        let heard = if self.settings.gating.enabled {
+            match hearing::listen(audio.clone(), &event.content_type, &self.settings.gating).await {
+                Ok(heard) => Some(heard),
+                Err(error) => {
+                    drop(heartbeat);
+                    self.metrics
+                        .failures
+                        .with_label_values(&[error.kind()])
+                        .inc();
+                    let reason = Failure::from_error(error.kind(), &error, Some(&call_id));
+                    return self.give_up(delivery, reason).await;
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(heard) = &heard
+            && let Some(reason) = heard.no_speech_reason()
+        {
+            // Nothing to transcribe: no provider is asked, and nothing failed.
+            drop(probe);
+            self.metrics.gated.with_label_values(&[reason]).inc();
+            self.metrics
+                .gated_audio_seconds
+                .inc_by(heard.speech.total_seconds);
+            tracing::debug!(
+                reason,
+                tones = heard.tones.len(),
+                "No speech; not transcribed."
+            );
+            let made = Made::Nothing(heard.tones.clone());
+            let result = self.result(&call_id, &event, made, Some(reason));
+            return self
+                .publish(delivery, shard, &call_id, result, heartbeat)
+                .await;
+        }
         let prompt = self.settings.prompt_for(shard.sid, shard.tg);
         self.metrics.in_flight.inc();
         let started = Instant::now();
         let answer = self
             .provider
-            .transcribe(audio, &event.content_type, prompt)
+            .transcribe(
+                audio,
+                &event.content_type,
+                prompt,
+                heard.as_ref().map(|h| Arc::clone(&h.samples)),
+            )
             .await;
         let took = started.elapsed().as_secs_f64();
         self.metrics.in_flight.dec();
         let transcript = match answer {
             Ok(transcript) => transcript,
+            // The engine heard no words in what sounded like speech: a normal radio event when
+            // speech is gated (a key-up, an unreadable mumble), not a failure.
+            Err(TranscriptionError::EmptyText) if heard.is_some() => {
+                self.refusals.accepted();
+                drop(probe);
+                self.gate.succeeded();
+                let tones = heard.map(|h| h.tones).unwrap_or_default();
+                let made = Made::Words(Transcript::default(), tones);
+                let result = self.result(&call_id, &event, made, Some("no_speech"));
+                return self
+                    .publish(delivery, shard, &call_id, result, heartbeat)
+                    .await;
+            }
             Err(error) => {
                 drop(heartbeat);
                 self.metrics
@@ -150,34 +230,93 @@ impl Transcriber {
         drop(probe);
         self.gate.succeeded();
         self.metrics.stt_seconds.observe(took);
-        let call = event.call.clone();
         let audio_seconds = transcript
             .duration_seconds
-            .or(call
-                .as_ref()
-                .and_then(|c| c.call_duration)
-                .map(|s| s as f64))
-            .unwrap_or(event.end_offset);
+            .unwrap_or_else(|| listed_duration(&event));
         if audio_seconds > 0.0 {
             self.metrics.audio_seconds.inc_by(audio_seconds);
             self.metrics.real_time_factor.observe(took / audio_seconds);
         }
-        let result = TranscriptionResult {
+        let tones = heard.map(|h| h.tones).unwrap_or_default();
+        let result = self.result(&call_id, &event, Made::Words(transcript, tones), None);
+        self.publish(delivery, shard, &call_id, result, heartbeat)
+            .await;
+    }
+
+    /// The event for what was heard: the provider's words with units and without known
+    /// hallucinations, or no words and why.
+    fn result(
+        &self,
+        call_id: &CallId,
+        event: &AudioPayloadEvent,
+        made: Made,
+        no_text_reason: Option<&str>,
+    ) -> TranscriptionResult {
+        let call = event.call.clone();
+        let (mut transcript, tones, provider, model) = match made {
+            Made::Words(transcript, tones) => (
+                transcript,
+                tones,
+                self.settings.provider.as_str().to_owned(),
+                self.provider.model().to_owned(),
+            ),
+            Made::Nothing(tones) => (
+                Transcript::default(),
+                tones,
+                // Nobody transcribed it: the voice-activity detector decided.
+                GATE_PROVIDER.to_owned(),
+                GATE_MODEL.to_owned(),
+            ),
+        };
+        let sources = call
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| m.src_list.as_slice())
+            .unwrap_or_default();
+        units::assign(&mut transcript.segments, sources);
+        let mut raw_text = String::new();
+        if let Some(cleaned) = self.settings.cleanup.clean(&transcript.segments) {
+            self.metrics
+                .hallucinations_dropped
+                .inc_by(cleaned.dropped as u64);
+            raw_text = std::mem::replace(&mut transcript.text, cleaned.text);
+            transcript.segments = cleaned.segments;
+        }
+        let no_text_reason = no_text_reason
+            .or_else(|| transcript.text.is_empty().then_some("no_speech"))
+            .unwrap_or_default();
+        TranscriptionResult {
             call_id: call_id.to_string(),
             text: transcript.text,
             language: transcript.language.unwrap_or_default(),
             average_logprob: transcript.average_logprob,
             segments: transcript.segments,
-            provider: self.settings.provider.as_str().to_owned(),
-            model: self.provider.model().to_owned(),
+            provider,
+            model,
             completed_at: Some(SystemTime::now().into()),
-            audio_duration_seconds: audio_seconds,
+            audio_duration_seconds: transcript
+                .duration_seconds
+                .unwrap_or_else(|| listed_duration(event)),
             call,
-        };
+            no_text_reason: no_text_reason.to_owned(),
+            tones: hearing::tones(&tones),
+            raw_text,
+        }
+    }
+
+    /// Publishes the transcript, then acks; a failed publish is retried.
+    async fn publish(
+        &self,
+        delivery: Delivery,
+        shard: bcfy_bus::Shard,
+        call_id: &CallId,
+        result: TranscriptionResult,
+        heartbeat: impl Sized,
+    ) {
         let published = self
             .publisher
             .publish(
-                subject::transcription(shard, &call_id),
+                subject::transcription(shard, call_id),
                 call_id.as_str(),
                 &result,
             )

@@ -64,24 +64,31 @@ impl WhisperProvider {
         audio: Bytes,
         content_type: &str,
         prompt: Option<&str>,
+        samples: Option<Arc<[f32]>>,
     ) -> Result<Transcript, TranscriptionError> {
         let content_type = content_type.to_owned();
         let prompt = prompt.map(str::to_owned);
-        tokio::task::spawn_blocking(move || self.transcribe_blocking(audio, &content_type, prompt))
-            .await
-            .map_err(TranscriptionError::EngineTask)?
+        tokio::task::spawn_blocking(move || {
+            let samples = match samples {
+                Some(samples) => samples,
+                None => decode_16k(audio, &content_type)
+                    .map_err(TranscriptionError::Undecodable)?
+                    .into(),
+            };
+            self.transcribe_blocking(&samples, prompt)
+        })
+        .await
+        .map_err(TranscriptionError::EngineTask)?
     }
 
     fn transcribe_blocking(
         &self,
-        audio: Bytes,
-        content_type: &str,
+        samples: &[f32],
         prompt: Option<String>,
     ) -> Result<Transcript, TranscriptionError> {
-        let samples = decode_16k(audio, content_type).map_err(TranscriptionError::Undecodable)?;
         let heard = self
             .engine
-            .transcribe(&samples, prompt.as_deref())
+            .transcribe(samples, prompt.as_deref())
             .map_err(TranscriptionError::Engine)?;
         if heard.text.trim().is_empty() {
             return Err(TranscriptionError::EmptyText);
@@ -100,6 +107,8 @@ impl WhisperProvider {
                     text: s.text,
                     average_logprob: s.average_logprob,
                     no_speech_prob: Some(s.no_speech_prob),
+                    unit: None,
+                    unit_tag: String::new(),
                 })
                 .collect(),
         })

@@ -13,6 +13,7 @@ use bcfy_bus::{CallId, Publisher, Shard, subject};
 use bcfy_proto::{AudioPayloadEvent, Call, TranscriptionResult};
 use bcfy_test_support::{FakeStt, NatsServer, ServiceUnderTest, eventually};
 use bcfy_transcriber::config::{ConsumerConfig, TranscriberConfig};
+use bcfy_transcriber::hearing::GatingConfig;
 use bcfy_transcriber::{TranscriberError, TranscriptionConfig};
 use sha2::{Digest as _, Sha256};
 
@@ -53,6 +54,12 @@ impl Harness {
             transcription: TranscriptionConfig {
                 endpoint_url: Some(self.stt.url().parse().unwrap()),
                 request_timeout: Duration::from_secs(5),
+                // The calls here are made-up bytes: what is under test is the delivery and the
+                // provider exchange, not what the audio holds (tests/gating.rs uses real audio).
+                gating: GatingConfig {
+                    enabled: false,
+                    ..GatingConfig::default()
+                },
                 ..TranscriptionConfig::default()
             },
             consumer: ConsumerConfig {
@@ -89,6 +96,23 @@ impl Harness {
         content_type: &str,
         chunk: usize,
     ) -> CallId {
+        let call = Call {
+            call_duration: Some(4),
+            ..Call::default()
+        };
+        self.publish_call_audio(n, audio, content_type, chunk, call)
+            .await
+    }
+
+    /// As [`Harness::publish_audio`], the call's metadata being `call`.
+    pub(crate) async fn publish_call_audio(
+        &self,
+        n: u32,
+        audio: &[u8],
+        content_type: &str,
+        chunk: usize,
+        call: Call,
+    ) -> CallId {
         let call_id = CallId::parse(&format!("1502-176722{n:04}-2345-h{n}")).unwrap();
         let size = audio.len();
         let sha: String = Sha256::digest(audio)
@@ -108,10 +132,7 @@ impl Harness {
                 r#final: last,
                 total_size: if last { size as u64 } else { 0 },
                 sha256: if last { sha.clone() } else { String::new() },
-                call: Some(Call {
-                    call_duration: Some(4),
-                    ..Call::default()
-                }),
+                call: Some(call.clone()),
                 ..AudioPayloadEvent::default()
             };
             publisher
