@@ -86,6 +86,19 @@ bench-gateway:
     cargo bench -p bcfy-e2e --bench gateway --locked
     cargo bench -p bcfy-e2e --bench search --locked
 
+# Transcript quality on a generated radio-style call set: the built-in engine against
+# faster-whisper-server, bare and gated (figures in BENCHMARKS.md; see tests/benches/stt.rs).
+# Generating the set needs flite, sox and ffmpeg (installed with apt when missing).
+bench-stt:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v flite >/dev/null || ! command -v sox >/dev/null || ! command -v ffmpeg >/dev/null; then
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox ffmpeg >/dev/null
+    fi
+    tests/benches/stt/generate.sh target/bench-stt/calls
+    cargo build --release --workspace --bins --locked
+    cargo bench -p bcfy-e2e --bench stt --locked
+
 # The transcript index at 1,000,000 transcripts (BENCH_TRANSCRIPTS to change).
 bench-search:
     cargo build --release --workspace --bins --locked

@@ -2,7 +2,8 @@
 //! call the simulator makes available ends as exactly one `transcription.complete` whose text is
 //! close to the clip's reference, each call is one OpenTelemetry trace across the five services
 //! (exported over OTLP to a collector in this test), and the archive cache returns the calls the
-//! live path saw.
+//! live path saw. A two-tone page among them is not sent to the engine and comes out with
+//! its tones, and each segment of a call with a `srcList` names its unit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -14,7 +15,7 @@ use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::yaml::{common, free_port, site};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{GetArchivedCallsRequest, TranscriptionResult};
-use bcfy_simulator::{CallSpec, SimConfig, Simulator};
+use bcfy_simulator::{CallSpec, SimConfig, Simulator, clips};
 use bcfy_test_support::otlp::{Collector, ReceivedSpan};
 use bcfy_test_support::speech::{model_cache_dir, tiny_en_model_dir, word_error_rate};
 use bcfy_test_support::{NatsServer, eventually};
@@ -48,6 +49,14 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
             })
         })
         .collect();
+    // A two-tone page with no speech: gated, never sent to the engine, its tones reported.
+    let page = sim.add_call(CallSpec {
+        talkgroup: Some((SID, TG)),
+        non_speech: Some(0),
+        ts: Some(now - 50),
+        ..CallSpec::default()
+    });
+    let page_clip = clips::non_speech()[0];
 
     let collector = Collector::start().await;
     let otel = [
@@ -111,7 +120,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     let transcripts = eventually(PATIENCE, "a transcript per call", || async {
         let mut stream = js.get_stream(STREAM_TRANSCRIPTIONS).await.ok()?;
         let stored = stream.info().await.ok()?.state.messages;
-        (stored >= calls.len() as u64).then_some(stream)
+        (stored > calls.len() as u64).then_some(stream)
     })
     .await;
     // Read only once nothing is left in flight, so a late duplicate cannot slip past.
@@ -138,7 +147,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     }
     assert_eq!(
         results.len(),
-        calls.len(),
+        calls.len() + 1,
         "exactly one transcript per call"
     );
     let mut total = 0.0;
@@ -152,6 +161,47 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         total += wer;
     }
     let mean = total / calls.len() as f64;
+    for call in &calls {
+        let result = results
+            .iter()
+            .find(|r| r.call_id == call.key)
+            .expect("its transcript");
+        let has_sources = result
+            .call
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .is_some_and(|m| !m.src_list.is_empty());
+        if has_sources {
+            assert!(
+                result.segments.iter().all(|s| s.unit.is_some()),
+                "{}: every segment names its unit: {:?}",
+                call.clip,
+                result.segments
+            );
+        }
+    }
+    let page_result = results
+        .iter()
+        .find(|r| r.call_id == page.key)
+        .expect("the page's transcript");
+    assert_eq!(page_result.text, "");
+    assert_eq!(page_result.no_text_reason, "tones_only");
+    // `two_tone {A} {B}`
+    let frequencies: Vec<f64> = page_clip
+        .holds
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().expect("a frequency"))
+        .collect();
+    let (a, b) = (frequencies[0], frequencies[1]);
+    assert!(
+        page_result
+            .tones
+            .iter()
+            .any(|t| (t.frequency_hz - a).abs() <= 2.0 && (t.second_frequency_hz - b).abs() <= 2.0),
+        "{:?}",
+        page_result.tones
+    );
     eprintln!("mean WER {mean:.3} over {} calls", calls.len());
     assert!(mean <= 0.45, "mean WER {mean:.3}");
 

@@ -10,8 +10,8 @@
 //!   other tone is a single tone.
 //! - **DTMF.** Frames of 25.6 ms every 12.8 ms are read at the eight DTMF frequencies
 //!   (Goertzel); a frame is a key when one row and one column frequency hold most of its
-//!   power; a key held for two frames or more is a press, and presses less than half a second
-//!   apart are one sequence of digits.
+//!   power; a key held for two frames or more is a press (up to three frames without it
+//!   inside are bridged), and presses less than half a second apart are one sequence of digits.
 
 use std::sync::Arc;
 
@@ -52,6 +52,10 @@ const DTMF_KEYS: [[char; 4]; 4] = [
     ['7', '8', '9', 'C'],
     ['*', '0', '#', 'D'],
 ];
+/// Frames without a key bridged inside one press (38 ms): noise inside a press, and the echo
+/// AAC leaves just after a tone ends, do not make a second press. Two presses of the same key
+/// closer than that are read as one.
+const DTMF_BRIDGE: usize = 3;
 /// Presses further apart than this start a new sequence.
 const DTMF_SEQUENCE_GAP_SECONDS: f64 = 0.5;
 
@@ -326,7 +330,11 @@ fn dtmf(samples: &[f32]) -> Vec<Tone> {
     let mut current: Option<(char, usize, usize)> = None;
     for (i, key) in dtmf_frames(samples).into_iter().enumerate() {
         match (key, current.as_mut()) {
-            (Some(key), Some(press)) if press.0 == key && press.2 + 1 == i => press.2 = i,
+            // A frame or two lost to noise inside a press does not make two presses.
+            (Some(key), Some(press)) if press.0 == key && i <= press.2 + DTMF_BRIDGE + 1 => {
+                press.2 = i;
+            }
+            (None, Some(press)) if i <= press.2 + DTMF_BRIDGE => {}
             (key, _) => {
                 presses.extend(current.take().filter(|p| p.2 > p.1));
                 current = key.map(|key| (key, i, i));

@@ -9,28 +9,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. ./synth.sh
 grep -v '^#' nonspeech.tsv | while IFS=$'\t' read -r name _holds pieces; do
-    parts=()
-    i=0
-    for piece in $pieces; do
-        seconds=${piece%%:*}
-        generators=${piece#*:}
-        out="$work/$name.$i.wav"
-        if [[ "$generators" == "-" ]]; then
-            sox -n -r 8000 -c 1 -b 16 "$out" synth "$seconds" sine 1000 vol 0
-        else
-            # Several generators make several channels; they are mixed down to one.
-            synth=()
-            for generator in ${generators//+/ }; do synth+=(${generator//=/ }); done
-            sox -n -r 8000 -b 16 "$out" synth "$seconds" "${synth[@]}" remix - vol 0.4
-        fi
-        parts+=("$out")
-        i=$((i + 1))
-    done
-    sox "${parts[@]}" "$work/$name.clean.wav"
-    length=$(soxi -D "$work/$name.clean.wav")
-    sox -n -r 8000 -c 1 -b 16 "$work/$name.hiss.wav" synth "$length" whitenoise vol 0.02
-    sox -m "$work/$name.clean.wav" "$work/$name.hiss.wav" "$work/$name.8k.wav" sinc 300-3400
+    synth_pieces "$work/$name.clean.wav" "$pieces"
+    under_hiss "$work/$name.clean.wav" "$work/$name.8k.wav" 3400
     ffmpeg -nostdin -loglevel error -y -i "$work/$name.8k.wav" -map_metadata -1 -fflags +bitexact \
         -c:a aac -b:a 16k -ar 8000 -ac 1 -movflags +faststart "$name.m4a"
     ffmpeg -nostdin -loglevel error -y -i "$work/$name.8k.wav" -map_metadata -1 -fflags +bitexact \

@@ -12,6 +12,7 @@
 //! - [`service`]: a service's `run` under test ([`ServiceUnderTest`]), with its readiness and
 //!   metrics;
 //! - [`stt`]: an in-process OpenAI-compatible speech-to-text server ([`FakeStt`]);
+//! - [`faster_whisper`]: a real faster-whisper-server on the tiny.en model;
 //! - [`otlp`]: an in-process OTLP/gRPC collector that records the spans services export;
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
 //! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
@@ -21,6 +22,7 @@
 
 pub mod browser;
 pub mod eventually;
+pub mod faster_whisper;
 pub mod isolated;
 pub mod nats;
 pub mod otlp;

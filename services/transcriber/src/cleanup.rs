@@ -1,12 +1,15 @@
 //! Hallucination cleanup. Whisper, fed radio audio, invents a few things again and again:
 //! "Thank you.", "Thanks for watching!", a lone "you", subtitle credits, one phrase repeated
-//! over and over. A segment is dropped when it is one of those — a known phrase (the built-in
+//! over and over, or one word or number looping ("6, 6, 6, 6, …") until the window ends. A
+//! segment is dropped when it is one of those — a known phrase (the built-in
 //! list plus `phrases` from config), or a text that stands `repeats` times or more in the call —
 //! **and** the engine itself marks it unlikely (its no-speech probability at or above
 //! `no_speech_prob`, or its mean log-probability at or below `logprob`). A real "thank you"
-//! the engine is sure of stays. `text` is rebuilt from the segments kept; the engine's own text
-//! stays on the event as `raw_text`. A transcript without segments (a `json` provider) has
-//! nothing to judge by and is left as it is.
+//! the engine is sure of stays. A loop — a run of one to four words repeated `loop_repeats`
+//! times or more in a row — is cut to its first occurrence whatever the engine thinks of it:
+//! radio speech does not say the same thing ten times without a breath. `text` is rebuilt from
+//! what is kept; the engine's own text stays on the event as `raw_text`. A transcript without
+//! segments (a `json` provider) has only its loops cut.
 
 use bcfy_config::{ConfigIssue, Validate};
 use bcfy_proto::TranscriptSegment;
@@ -46,6 +49,8 @@ pub struct CleanupConfig {
     pub logprob: f64,
     /// A text standing this many times or more in one call is a candidate.
     pub repeats: usize,
+    /// One to four words repeated this many times in a row are a loop, cut to one.
+    pub loop_repeats: usize,
 }
 
 impl Default for CleanupConfig {
@@ -56,6 +61,7 @@ impl Default for CleanupConfig {
             no_speech_prob: 0.6,
             logprob: -1.0,
             repeats: 3,
+            loop_repeats: 4,
         }
     }
 }
@@ -72,6 +78,13 @@ impl Validate for CleanupConfig {
         if self.repeats < 2 {
             issues.push(ConfigIssue::new(prefix, "repeats", "must be at least 2"));
         }
+        if self.loop_repeats < 2 {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "loop_repeats",
+                "must be at least 2",
+            ));
+        }
     }
 }
 
@@ -82,6 +95,35 @@ fn normalised(text: &str) -> String {
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `text` with every loop cut to its first occurrence; `None` when it has none.
+fn without_loops(text: &str, repeats: usize) -> Option<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let same =
+        |a: &[&str], b: &[&str]| a.iter().zip(b).all(|(x, y)| normalised(x) == normalised(y));
+    let mut kept: Vec<&str> = Vec::with_capacity(words.len());
+    let mut cut = false;
+    let mut i = 0;
+    'words: while i < words.len() {
+        for n in 1..=4 {
+            let mut times = 1;
+            while i + (times + 1) * n <= words.len()
+                && same(&words[i..i + n], &words[i + times * n..i + (times + 1) * n])
+            {
+                times += 1;
+            }
+            if times >= repeats {
+                kept.extend_from_slice(&words[i..i + n]);
+                i += times * n;
+                cut = true;
+                continue 'words;
+            }
+        }
+        kept.push(words[i]);
+        i += 1;
+    }
+    cut.then(|| kept.join(" "))
 }
 
 /// What the cleanup kept.
@@ -103,11 +145,35 @@ impl CleanupConfig {
             || segment.average_logprob.is_some_and(|l| l <= self.logprob)
     }
 
-    /// The segments without the hallucinations; `None` when nothing is dropped.
+    /// `text` without loops, for a transcript without segments; `None` when it has none.
+    pub(crate) fn clean_text(&self, text: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        without_loops(text, self.loop_repeats)
+    }
+
+    /// The segments without the hallucinations and loops; `None` when nothing changed.
     pub(crate) fn clean(&self, segments: &[TranscriptSegment]) -> Option<Cleaned> {
         if !self.enabled || segments.is_empty() {
             return None;
         }
+        let mut looped = false;
+        let segments: Vec<TranscriptSegment> = segments
+            .iter()
+            .map(
+                |segment| match without_loops(&segment.text, self.loop_repeats) {
+                    Some(text) => {
+                        looped = true;
+                        TranscriptSegment {
+                            text,
+                            ..segment.clone()
+                        }
+                    }
+                    None => segment.clone(),
+                },
+            )
+            .collect();
         let texts: Vec<String> = segments.iter().map(|s| normalised(&s.text)).collect();
         let extra: Vec<String> = self.phrases.iter().map(|p| normalised(p)).collect();
         let candidate = |text: &String| {
@@ -123,7 +189,7 @@ impl CleanupConfig {
             .map(|(segment, _)| segment.clone())
             .collect();
         let dropped = segments.len() - kept.len();
-        (dropped > 0).then(|| Cleaned {
+        (dropped > 0 || looped).then(|| Cleaned {
             text: kept
                 .iter()
                 .map(|s| s.text.trim())
@@ -186,6 +252,28 @@ mod tests {
         assert_eq!(cleaned.segments.len(), 1);
         let twice = &segments[..3];
         assert_eq!(cleanup.clean(twice), None, "two repeats are not a pattern");
+    }
+
+    #[test]
+    fn a_loop_is_cut_to_its_first_occurrence_and_a_short_repeat_stays() {
+        let cleanup = CleanupConfig::default();
+        let looped = [segment(
+            "Car 4, 2, 12, 3, 6, 6, 6, 6, 6, 6, 6, 6,",
+            0.1,
+            -0.4,
+        )];
+        let cleaned = cleanup.clean(&looped).expect("cut");
+        assert_eq!(cleaned.text, "Car 4, 2, 12, 3, 6,");
+        assert_eq!(cleaned.dropped, 0);
+        assert_eq!(
+            cleanup.clean_text("respond now respond now respond now respond now to Main"),
+            Some("respond now to Main".to_owned())
+        );
+        assert_eq!(
+            cleanup.clean_text("10-4, 10-4, copy"),
+            None,
+            "twice is speech"
+        );
     }
 
     #[test]

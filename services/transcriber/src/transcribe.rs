@@ -119,19 +119,13 @@ impl Transcriber {
             Ok(audio) => audio,
             Err(error) if error.is_transient() => {
                 drop(heartbeat);
-                self.metrics
-                    .failures
-                    .with_label_values(&["reassembly"])
-                    .inc();
+                self.failed("reassembly");
                 tracing::warn!(error = %error, "Reading the call's chunks failed; retrying.");
                 return self.retry(delivery, None).await;
             }
             Err(error) => {
                 drop(heartbeat);
-                self.metrics
-                    .failures
-                    .with_label_values(&["reassembly"])
-                    .inc();
+                self.failed("reassembly");
                 let reason = Failure::from_error(error.kind(), &error, Some(&call_id));
                 return self.give_up(delivery, reason).await;
             }
@@ -141,10 +135,7 @@ impl Transcriber {
                 Ok(heard) => Some(heard),
                 Err(error) => {
                     drop(heartbeat);
-                    self.metrics
-                        .failures
-                        .with_label_values(&[error.kind()])
-                        .inc();
+                    self.failed(error.kind());
                     let reason = Failure::from_error(error.kind(), &error, Some(&call_id));
                     return self.give_up(delivery, reason).await;
                 }
@@ -203,10 +194,7 @@ impl Transcriber {
             }
             Err(error) => {
                 drop(heartbeat);
-                self.metrics
-                    .failures
-                    .with_label_values(&[error.kind()])
-                    .inc();
+                self.failed(error.kind());
                 if error.is_refusal_of_us() {
                     let delay = self.refusals.refused(&error.to_string());
                     drop(probe);
@@ -281,6 +269,10 @@ impl Transcriber {
                 .inc_by(cleaned.dropped as u64);
             raw_text = std::mem::replace(&mut transcript.text, cleaned.text);
             transcript.segments = cleaned.segments;
+        } else if transcript.segments.is_empty()
+            && let Some(text) = self.settings.cleanup.clean_text(&transcript.text)
+        {
+            raw_text = std::mem::replace(&mut transcript.text, text);
         }
         let no_text_reason = no_text_reason
             .or_else(|| transcript.text.is_empty().then_some("no_speech"))
@@ -329,7 +321,7 @@ impl Transcriber {
                 self.ack(delivery).await;
             }
             Err(error) => {
-                self.metrics.failures.with_label_values(&["publish"]).inc();
+                self.failed("publish");
                 tracing::warn!(error = %error, "Publishing the transcript failed; retrying.");
                 self.retry(delivery, None).await;
             }
@@ -349,6 +341,11 @@ impl Transcriber {
             &subject::transcription(shard, call_id),
         )
         .await
+    }
+
+    /// Counts a failure of `kind`.
+    fn failed(&self, kind: &str) {
+        self.metrics.failures.with_label_values(&[kind]).inc();
     }
 
     async fn ack(&self, delivery: Delivery) {

@@ -7,11 +7,11 @@
 mod support;
 
 use bcfy_simulator::clips;
+use bcfy_test_support::faster_whisper::{FasterWhisperServer, MODEL};
 use bcfy_test_support::speech::word_error_rate;
 use bcfy_transcriber::config::ResponseFormat;
 use bcfy_transcriber::{OpenAiProvider, TranscriptionConfig, TranscriptionError};
 use bytes::Bytes;
-use support::faster_whisper::{FasterWhisperServer, MODEL};
 
 fn config(server: &FasterWhisperServer, model_field: &str) -> TranscriptionConfig {
     TranscriptionConfig {

@@ -3,7 +3,6 @@
 
 #![allow(dead_code, reason = "each test file uses part of it")]
 
-pub(crate) mod faster_whisper;
 pub(crate) mod harness;
 
 use bcfy_test_support::FakeStt;

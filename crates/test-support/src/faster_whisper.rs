@@ -1,21 +1,25 @@
 //! A real faster-whisper-server (the venv `scripts/tools.sh` installs) serving the tiny.en
-//! CTranslate2 model on a free loopback port, killed on drop.
+//! CTranslate2 model on a free loopback port, killed on drop: for the provider tests and the
+//! transcript quality benchmark.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bcfy_test_support::eventually;
-use bcfy_test_support::speech::tiny_en_model_dir;
 use tokio::process::{Child, Command};
 
-/// The model name the server answers to (its `model_name` form field).
-pub(crate) const MODEL: &str = "tiny.en";
+use crate::eventually;
+use crate::speech::tiny_en_model_dir;
 
-pub(crate) struct FasterWhisperServer {
+/// The model name the server answers to (its `model_name` form field).
+pub const MODEL: &str = "tiny.en";
+
+/// The running server; dropping it kills it.
+#[derive(Debug)]
+pub struct FasterWhisperServer {
     /// `http://127.0.0.1:{port}/v1/audio/transcriptions`
-    pub(crate) url: String,
-    _child: Child,
+    pub url: String,
+    child: Child,
     _dir: tempfile::TempDir,
 }
 
@@ -42,14 +46,25 @@ fn free_port() -> u16 {
 }
 
 impl FasterWhisperServer {
-    /// Starts the server and waits until `/health` answers (the model loads on first use).
-    pub(crate) async fn start() -> FasterWhisperServer {
+    /// Starts the server decoding greedily (beam 1, as the built-in engine does by default)
+    /// and waits until `/health` answers (the model loads on first use).
+    pub async fn start() -> FasterWhisperServer {
+        Self::start_with_beam(Some(1)).await
+    }
+
+    /// As [`FasterWhisperServer::start`] with `beam_size` (`None`: faster-whisper's default, 5).
+    ///
+    /// # Panics
+    ///
+    /// When the server is not installed or does not come up within a minute.
+    pub async fn start_with_beam(beam_size: Option<u32>) -> FasterWhisperServer {
+        let beam = beam_size.map_or_else(String::new, |beam| format!(", beam_size: {beam}"));
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("models.yaml");
         std::fs::write(
             &config,
             format!(
-                "models:\n  - name: {MODEL}\n    path: {}\n    model_options: {{device: cpu, compute_type: int8, cpu_threads: 2}}\n    transcribe_options: {{language: en, beam_size: 1}}\n",
+                "models:\n  - name: {MODEL}\n    path: {}\n    model_options: {{device: cpu, compute_type: int8, cpu_threads: 2}}\n    transcribe_options: {{language: en{beam}}}\n",
                 tiny_en_model_dir().display()
             ),
         )
@@ -74,8 +89,15 @@ impl FasterWhisperServer {
         .await;
         FasterWhisperServer {
             url: format!("{base}/v1/audio/transcriptions"),
-            _child: child,
+            child,
             _dir: dir,
         }
+    }
+}
+
+impl FasterWhisperServer {
+    /// The server's process id, for its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 }
