@@ -33,14 +33,16 @@ fn every_spoken_clip_has_speech_and_no_tones_in_both_encodings() {
     }
 }
 
+/// `seconds` of a sine at `hz`, amplitude 0.4.
+fn sine(hz: f64, seconds: f64) -> Vec<f32> {
+    let rate = f64::from(bcfy_signal::RATE);
+    (0..(seconds * rate) as usize)
+        .map(|i| 0.4 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate).sin() as f32)
+        .collect()
+}
+
 #[test]
 fn tones_hiss_and_silence_are_not_speech() {
-    let rate = f64::from(bcfy_signal::RATE);
-    let sine = |hz: f64, seconds: f64| -> Vec<f32> {
-        (0..(seconds * rate) as usize)
-            .map(|i| 0.5 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate).sin() as f32)
-            .collect()
-    };
     let mut page = sine(600.9, 1.0);
     page.extend(sine(1153.4, 3.0));
     let mut seed = 0x2545_f491_u32;
@@ -64,12 +66,6 @@ fn tones_hiss_and_silence_are_not_speech() {
 
 #[test]
 fn a_dispatch_after_a_page_has_both_its_speech_and_its_page() {
-    let rate = f64::from(bcfy_signal::RATE);
-    let sine = |hz: f64, seconds: f64| -> Vec<f32> {
-        (0..(seconds * rate) as usize)
-            .map(|i| 0.4 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate).sin() as f32)
-            .collect()
-    };
     let clip = bcfy_simulator::clips::all()[0];
     let mut call = sine(707.3, 1.0);
     call.extend(sine(1092.4, 2.0));
