@@ -26,6 +26,10 @@ pub struct EngineSettings {
     pub language: Option<String>,
     /// Decoding states created at load: the number of calls transcribed at once.
     pub states: usize,
+    /// Segments end at a word boundary once they reach this many characters (0: whisper.cpp's
+    /// own segments, often one per 30 s window). Shorter segments let each carry the unit that
+    /// was talking when it starts.
+    pub max_segment_chars: usize,
 }
 
 /// Why the engine could not load or transcribe.
@@ -192,6 +196,11 @@ impl Engine {
         // Each call stands alone: no text carried over from a previous call.
         params.set_no_context(true);
         params.set_no_timestamps(false);
+        if self.settings.max_segment_chars > 0 {
+            params.set_token_timestamps(true);
+            params.set_split_on_word(true);
+            params.set_max_len(i32::try_from(self.settings.max_segment_chars).unwrap_or(i32::MAX));
+        }
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_special(false);

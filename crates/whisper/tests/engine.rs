@@ -20,6 +20,7 @@ fn engine() -> &'static Engine {
             temperature_fallback: false,
             language: Some("en".to_owned()),
             states: 2,
+            max_segment_chars: 0,
         })
         .expect("loads")
     })
@@ -111,6 +112,7 @@ fn a_directory_without_a_model_and_a_file_that_is_not_one_are_refused() {
         temperature_fallback: false,
         language: None,
         states: 1,
+        max_segment_chars: 0,
     })
     .expect_err("not a model");
     assert!(matches!(error, EngineError::Load { .. }), "{error}");

@@ -23,6 +23,7 @@ use async_nats::jetstream;
 use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_simulator::clips;
 use bcfy_test_support::speech::{model_cache_dir, tiny_en_model_dir};
+use bcfy_transcriber::config::WhisperConfig;
 use bcfy_whisper::{Engine, EngineSettings, decode_16k, resolve_model};
 use support::harness::harness;
 use tokio::time::Instant;
@@ -65,6 +66,7 @@ fn bare_engine(calls: &[clips::Clip], model: &std::path::Path) -> (f64, f64) {
         temperature_fallback: false,
         language: Some("en".to_owned()),
         states: 1,
+        max_segment_chars: WhisperConfig::default().max_segment_chars,
     })
     .expect("the engine loads");
     let started = Instant::now();

@@ -280,6 +280,9 @@ pub struct WhisperConfig {
     /// Re-decode unreliable windows at higher temperatures (whisper.cpp's default; slower on
     /// noisy audio).
     pub temperature_fallback: bool,
+    /// Segments end at a word boundary once they reach this many characters, so each carries
+    /// the unit talking when it starts; 0 keeps whisper.cpp's own (often one per 30 s window).
+    pub max_segment_chars: usize,
 }
 
 impl Default for WhisperConfig {
@@ -290,6 +293,7 @@ impl Default for WhisperConfig {
             threads: None,
             beam_size: 1,
             temperature_fallback: false,
+            max_segment_chars: 60,
         }
     }
 }

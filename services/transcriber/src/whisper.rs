@@ -38,6 +38,7 @@ impl WhisperProvider {
             temperature_fallback: settings.temperature_fallback,
             language: config.language.clone(),
             states: config.max_concurrency,
+            max_segment_chars: settings.max_segment_chars,
         })?;
         tracing::info!(settings = ?engine.settings(), "Whisper engine loaded.");
         Ok(WhisperProvider {
