@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::service::{self, ServiceExt as _};
-use bcfy_bus::consume::error_chain;
 use bcfy_proto::{
     GetCountyRequest, GetCountyResponse, GetFeedRequest, GetFeedResponse, ListCountiesRequest,
     ListCountiesResponse, ListStatesRequest, ListStatesResponse,
 };
+use bcfy_runtime::service::micro::respond;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
@@ -158,21 +158,10 @@ impl NatsApi {
             let directory = Arc::clone(&directory);
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                let reply = answer(&directory, lookup, &request.message.payload).await;
-                let code = reply
-                    .as_ref()
-                    .map_or_else(|error| status(error).code(), |_| tonic::Code::Ok);
-                metrics
-                    .answers
-                    .with_label_values(&["nats", &format!("{code:?}")])
-                    .inc();
-                let reply = reply.map_err(|error| service::error::Error {
-                    status: error_chain(&error),
-                    code: code as usize,
-                });
-                if let Err(error) = request.respond(reply).await {
-                    tracing::warn!(error = %error, "Cannot answer a directory request.");
-                }
+                let reply = answer(&directory, lookup, &request.message.payload)
+                    .await
+                    .map_err(|error| status(&error));
+                respond(request, reply, &metrics.answers).await;
             });
         }
         self.service.stop().await.map_err(NatsApiError::Stop)

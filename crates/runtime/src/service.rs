@@ -11,10 +11,12 @@
 //! - [`dead_letters`]: what a consuming stage gives up on, dead-lettered and counted
 //!   ([`DeadLetters`]);
 //! - [`refusals`]: a provider refusing the service itself pauses it instead of failing calls
-//!   ([`Refusals`]).
+//!   ([`Refusals`]);
+//! - [`micro`]: answering a NATS micro-service request with gRPC codes, counted.
 
 pub mod context;
 pub mod dead_letters;
+pub mod micro;
 pub mod refusals;
 pub mod worker;
 

@@ -11,11 +11,11 @@
 use std::sync::Arc;
 
 use async_nats::service::{self, ServiceExt as _};
-use bcfy_bus::consume::error_chain;
 use bcfy_bus::trace_context;
 use bcfy_proto::{
     ArchiveRange, GetArchivedCallsRequest, GetArchivedCallsResponse, StreamArchivedCallsRequest,
 };
+use bcfy_runtime::service::micro::respond;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
@@ -184,21 +184,12 @@ impl NatsApi {
                         range(&archive, payload, max_blocks).instrument(span).await
                     }
                 };
-                let code = match &reply {
-                    Ok(_) => tonic::Code::Ok,
-                    Err(error) => status(error).code(),
-                };
-                metrics
-                    .answers
-                    .with_label_values(&["nats", &format!("{code:?}")])
-                    .inc();
-                let reply = reply.map_err(|error| service::error::Error {
-                    status: error_chain(&error),
-                    code: code as usize,
-                });
-                if let Err(error) = request.respond(reply).await {
-                    tracing::warn!(error = %error, "Cannot answer a NATS request.");
-                }
+                respond(
+                    request,
+                    reply.map_err(|error| status(&error)),
+                    &metrics.answers,
+                )
+                .await;
             });
         }
         self.service.stop().await.map_err(NatsApiError::Stop)
