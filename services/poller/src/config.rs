@@ -347,20 +347,11 @@ mod tests {
 
     #[test]
     fn shards_load_from_yaml_and_bad_ones_are_all_reported() {
-        let file = tempfile_yaml(
+        let (error, settings) = refused(
             "shards:\n  - name: fire\n    groups: [\"7001-2345\", \"7001-2346\"]\n    poll_interval: 5s\n  - name: county\n    sid: 7001\n  - name: fire\n    groups: [\"x\"]\n    sid: 1\n",
         );
-        let error = ConfigSource::default()
-            .with_file(file.path())
-            .load::<PollerConfig>()
-            .unwrap_err();
-        let settings: Vec<&str> = error.issues().iter().map(|i| i.setting.as_str()).collect();
         assert_eq!(settings, ["shards[2].name", "shards[2].groups"], "{error}");
-        let file = tempfile_yaml("shards:\n  - name: fire\n    groups: [\"7001-2345\"]\n");
-        let config: PollerConfig = ConfigSource::default()
-            .with_file(file.path())
-            .load()
-            .unwrap();
+        let config = load("shards:\n  - name: fire\n    groups: [\"7001-2345\"]\n").unwrap();
         assert_eq!(
             config.shards[0].selector(),
             Ok(ShardSelector::Fixed(Selector::Groups(vec![GroupKey {
@@ -372,12 +363,8 @@ mod tests {
 
     #[test]
     fn a_county_shard_names_its_county_and_tags_need_a_county() {
-        let file =
-            tempfile_yaml("shards:\n  - name: example\n    county: 207\n    county_tags: [fire]\n");
-        let config: PollerConfig = ConfigSource::default()
-            .with_file(file.path())
-            .load()
-            .unwrap();
+        let config =
+            load("shards:\n  - name: example\n    county: 207\n    county_tags: [fire]\n").unwrap();
         assert_eq!(
             config.shards[0].selector(),
             Ok(ShardSelector::County {
@@ -385,14 +372,9 @@ mod tests {
                 tags: vec!["fire".to_owned()]
             })
         );
-        let file = tempfile_yaml(
+        let (error, settings) = refused(
             "shards:\n  - name: a\n    county: 207\n    sid: 7001\n  - name: b\n    sid: 7001\n    county_tags: [fire]\n  - name: c\n    county: 0\n",
         );
-        let error = ConfigSource::default()
-            .with_file(file.path())
-            .load::<PollerConfig>()
-            .unwrap_err();
-        let settings: Vec<&str> = error.issues().iter().map(|i| i.setting.as_str()).collect();
         assert_eq!(
             settings,
             ["shards[0].groups", "shards[1].groups", "shards[2].groups"],
@@ -402,20 +384,26 @@ mod tests {
 
     #[test]
     fn an_overlap_longer_than_the_look_back_is_refused() {
-        let file = tempfile_yaml(
+        let (error, settings) = refused(
             "live_producer:\n  look_back: 10s\n  overlap: 30s\nshards:\n  - name: fire\n    sid: 7001\n",
         );
-        let error = ConfigSource::default()
-            .with_file(file.path())
-            .load::<PollerConfig>()
-            .unwrap_err();
-        let settings: Vec<&str> = error.issues().iter().map(|i| i.setting.as_str()).collect();
         assert_eq!(settings, ["live_producer.overlap"], "{error}");
     }
 
-    fn tempfile_yaml(text: &str) -> tempfile::NamedTempFile {
+    /// `yaml` loaded as a poller config file.
+    fn load(yaml: &str) -> Result<PollerConfig, Box<bcfy_config::ConfigError>> {
         let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        file.write_all(text.as_bytes()).unwrap();
-        file
+        file.write_all(yaml.as_bytes()).unwrap();
+        ConfigSource::default()
+            .with_file(file.path())
+            .load()
+            .map_err(Box::new)
+    }
+
+    /// The error for `yaml`, and the settings it names.
+    fn refused(yaml: &str) -> (Box<bcfy_config::ConfigError>, Vec<String>) {
+        let error = load(yaml).unwrap_err();
+        let settings = error.issues().iter().map(|i| i.setting.clone()).collect();
+        (error, settings)
     }
 }
