@@ -13,10 +13,12 @@
 //! - the archive cache's gRPC service: [`archive_service_server`] and [`archive_service_client`],
 //!   and [`FILE_DESCRIPTOR_SET`] for reflection;
 //! - [`json`]: Broadcastify call JSON to and from [`Call`], keeping unknown keys;
+//! - [`proto_json`]: the protobuf JSON mapping of any of them, for HTTP and webhooks;
 //! - [`content_type`]: the `Content-Type` header value that names a message's type.
 
 pub mod content_type;
 pub mod json;
+pub mod proto_json;
 
 #[allow(
     missing_docs,

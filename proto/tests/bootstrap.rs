@@ -10,6 +10,7 @@ const PROTO_FILES: &[&str] = &[
     "broadcastify/v1/events.proto",
     "broadcastify/v1/archive.proto",
     "broadcastify/v1/directory.proto",
+    "broadcastify/v1/alerts.proto",
 ];
 
 /// The generated file for package `broadcastify.v1`.

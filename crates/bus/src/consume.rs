@@ -84,6 +84,9 @@ pub struct Failure {
     pub reason: String,
     /// The call, when the handler knows it (otherwise taken from the subject, if it names one).
     pub call_id: Option<CallId>,
+    /// Headers added to the dead letter's copy of the original headers, so that a redrive
+    /// carries them (e.g. which of several receivers refused it).
+    pub redrive_headers: Vec<(&'static str, String)>,
 }
 
 /// Pulls deliveries from a durable consumer, at most `batch` per request.
@@ -132,7 +135,15 @@ impl Failure {
             kind,
             reason: reason.into(),
             call_id: call_id.cloned(),
+            redrive_headers: Vec::new(),
         }
+    }
+
+    /// The same failure, with header `name: value` sent along when it is redriven.
+    #[must_use]
+    pub fn with_redrive_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.redrive_headers.push((name, value.into()));
+        self
     }
 
     /// A failure of `kind` whose reason is `error` with every cause (see [`error_chain`]).
@@ -352,16 +363,20 @@ impl Delivery {
             original_stream_sequence: sequence,
             original_headers: self
                 .headers()
-                .map(|headers| {
-                    headers
-                        .iter()
-                        .filter_map(|(name, values)| {
-                            let name = std::str::from_utf8(name.as_ref()).ok()?;
-                            Some((name.to_owned(), values.first()?.as_str().to_owned()))
-                        })
-                        .collect()
+                .into_iter()
+                .flat_map(|headers| {
+                    headers.iter().filter_map(|(name, values)| {
+                        let name = std::str::from_utf8(name.as_ref()).ok()?;
+                        Some((name.to_owned(), values.first()?.as_str().to_owned()))
+                    })
                 })
-                .unwrap_or_default(),
+                .chain(
+                    failure
+                        .redrive_headers
+                        .iter()
+                        .map(|(name, value)| ((*name).to_owned(), value.clone())),
+                )
+                .collect(),
             original_payload: self.payload().to_vec(),
             call_id: call_id
                 .as_ref()

@@ -18,7 +18,7 @@ pub struct Kind {
     pub redrivable: bool,
 }
 
-const CONSUMERS: &[Stage] = &[Stage::AudioFetcher, Stage::Transcriber];
+const CONSUMERS: &[Stage] = &[Stage::AudioFetcher, Stage::Transcriber, Stage::Alerter];
 const FETCHER: &[Stage] = &[Stage::AudioFetcher];
 const TRANSCRIBER: &[Stage] = &[Stage::Transcriber];
 
@@ -114,6 +114,12 @@ pub const KINDS: &[Kind] = &[
         meaning: "the built-in engine failed on this call",
         redrivable: true,
     },
+    Kind {
+        name: "destination_rejected",
+        stages: &[Stage::Alerter],
+        meaning: "an alert destination answered a 4xx other than 408 or 429 (the answer is in the reason); redriven, it goes to that destination only",
+        redrivable: true,
+    },
 ];
 
 /// The kind called `name`.
@@ -141,7 +147,12 @@ mod tests {
         assert_eq!(names.len(), KINDS.len());
         assert_eq!(
             stages(),
-            [Stage::Poller, Stage::AudioFetcher, Stage::Transcriber],
+            [
+                Stage::Poller,
+                Stage::AudioFetcher,
+                Stage::Transcriber,
+                Stage::Alerter
+            ],
             "the archive cache consumes nothing"
         );
         assert_eq!(find("stt_rejected").map(|k| k.stages), Some(TRANSCRIBER));

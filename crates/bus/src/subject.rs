@@ -7,6 +7,8 @@
 //! | `calls.audio.raw.{callId}` | `calls.audio.raw.{sid}.{tg}.{call_id}` | `calls.audio.raw.*.*.{call_id}` |
 //! | `transcription.complete` | `transcription.complete.{sid}.{tg}.{call_id}` | `transcription.complete.>` |
 //! | (dead letters) | `deadletter.{stage}.{sid}.{tg}.{call_id}` | `deadletter.>` |
+//! | (alerts) | `alerts.{rule}.{sid}.{tg}.{call_id}`, `alerts.system.{kind}` | `alerts.>` |
+//! | (health, not stored) | `status.{service}` | `status.>` |
 //!
 //! `{sid}` is Broadcastify's RadioReference system id, not the call's ingest node `systemId`.
 //! Every token is an integer or a [`CallId`], so no input can produce a bad subject.
@@ -25,6 +27,13 @@ pub const TRANSCRIPTION_PREFIX: &str = "transcription.complete";
 /// Prefix of dead-letter subjects.
 pub const DEAD_LETTER_PREFIX: &str = "deadletter";
 
+/// Prefix of alert subjects.
+pub const ALERT_PREFIX: &str = "alerts";
+/// The `{rule}` token of the integration monitor's alerts (no rule may take this name).
+pub const SYSTEM_RULE: &str = "system";
+/// Prefix of the services' health reports (core NATS, not stored).
+pub const STATUS_PREFIX: &str = "status";
+
 /// Every live call (the spec's `calls.live`).
 pub const ALL_LIVE: &str = "calls.live.>";
 /// Every audio chunk (the spec's `calls.audio.raw`).
@@ -33,6 +42,10 @@ pub const ALL_AUDIO: &str = "calls.audio.raw.>";
 pub const ALL_TRANSCRIPTIONS: &str = "transcription.complete.>";
 /// Every dead letter.
 pub const ALL_DEAD_LETTERS: &str = "deadletter.>";
+/// Every alert.
+pub const ALL_ALERTS: &str = "alerts.>";
+/// Every service's health reports.
+pub const ALL_STATUS: &str = "status.>";
 
 /// A (system, talkgroup) shard: the `{sid}.{tg}` of every subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,15 +67,18 @@ pub enum Stage {
     Transcriber,
     /// The archive cache.
     ArchiveCache,
+    /// The alerter.
+    Alerter,
 }
 
 impl Stage {
     /// Every stage.
-    pub const ALL: [Stage; 4] = [
+    pub const ALL: [Stage; 5] = [
         Stage::Poller,
         Stage::AudioFetcher,
         Stage::Transcriber,
         Stage::ArchiveCache,
+        Stage::Alerter,
     ];
 
     /// The stage's subject token and service name.
@@ -72,6 +88,7 @@ impl Stage {
             Stage::AudioFetcher => "audio-fetcher",
             Stage::Transcriber => "transcriber",
             Stage::ArchiveCache => "archive-cache",
+            Stage::Alerter => "alerter",
         }
     }
 }
@@ -89,7 +106,7 @@ impl std::str::FromStr for Stage {
 
 /// A stage name that is not one of [`Stage::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stage `{0}` (stages: poller, audio-fetcher, transcriber, archive-cache)")]
+#[error("unknown stage `{0}` (stages: poller, audio-fetcher, transcriber, archive-cache, alerter)")]
 pub struct UnknownStage(pub String);
 
 impl fmt::Display for Stage {
@@ -116,6 +133,22 @@ pub fn transcription(shard: Shard, call_id: &CallId) -> String {
     )
 }
 
+/// `alerts.{rule}.{sid}.{tg}.{call_id}`; `rule` must be a subject-safe token other than
+/// [`SYSTEM_RULE`] (the alerter's rule names are checked for both).
+pub fn alert(rule: &str, shard: Shard, call_id: &CallId) -> String {
+    format!("{ALERT_PREFIX}.{rule}.{}.{}.{call_id}", shard.sid, shard.tg)
+}
+
+/// `alerts.system.{kind}`
+pub fn system_alert(kind: &str) -> String {
+    format!("{ALERT_PREFIX}.{SYSTEM_RULE}.{kind}")
+}
+
+/// `status.{service}`
+pub fn status(service: &str) -> String {
+    format!("{STATUS_PREFIX}.{service}")
+}
+
 /// `deadletter.{stage}.{sid}.{tg}.{call_id}`, with `_` for whatever is unknown (a message too
 /// broken to name its shard or call).
 pub fn dead_letter(stage: Stage, shard: Option<Shard>, call_id: Option<&CallId>) -> String {
@@ -135,13 +168,18 @@ pub enum ParsedSubject {
     Audio(Shard, CallId),
     /// `transcription.complete.{sid}.{tg}.{call_id}`
     Transcription(Shard, CallId),
+    /// `alerts.{rule}.{sid}.{tg}.{call_id}` (the rule's name is the first field)
+    Alert(String, Shard, CallId),
 }
 
 impl ParsedSubject {
     /// The shard the subject names.
     pub fn shard(&self) -> Shard {
         match self {
-            Self::Live(shard) | Self::Audio(shard, _) | Self::Transcription(shard, _) => *shard,
+            Self::Live(shard)
+            | Self::Audio(shard, _)
+            | Self::Transcription(shard, _)
+            | Self::Alert(_, shard, _) => *shard,
         }
     }
 
@@ -149,7 +187,7 @@ impl ParsedSubject {
     pub fn call_id(&self) -> Option<&CallId> {
         match self {
             Self::Live(_) => None,
-            Self::Audio(_, id) | Self::Transcription(_, id) => Some(id),
+            Self::Audio(_, id) | Self::Transcription(_, id) | Self::Alert(_, _, id) => Some(id),
         }
     }
 }
@@ -215,6 +253,13 @@ impl FromStr for ParsedSubject {
             let (shard, call) = with_call(rest)?;
             return Ok(Self::Transcription(shard, call));
         }
+        if let Some(rest) = tail(ALERT_PREFIX)
+            && let Some((rule, rest)) = rest.split_once('.')
+            && rule != SYSTEM_RULE
+        {
+            let (shard, call) = with_call(rest)?;
+            return Ok(Self::Alert(rule.to_owned(), shard, call));
+        }
         Err(unknown())
     }
 }
@@ -265,6 +310,17 @@ mod tests {
         assert_eq!(parsed.call_id(), Some(&call()));
         let negative = Shard { sid: -1, tg: 0 };
         assert_eq!(live(negative).parse(), Ok(ParsedSubject::Live(negative)));
+        assert_eq!(
+            alert("structure-fire", SHARD, &call()).parse(),
+            Ok(ParsedSubject::Alert("structure-fire".into(), SHARD, call()))
+        );
+        assert_eq!(system_alert("poll_failures"), "alerts.system.poll_failures");
+        assert!(
+            system_alert("poll_failures")
+                .parse::<ParsedSubject>()
+                .is_err(),
+            "a system alert names no call"
+        );
     }
 
     #[test]

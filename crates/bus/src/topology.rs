@@ -27,11 +27,18 @@ pub const STREAM_CALLS_AUDIO: &str = "CALLS_AUDIO";
 pub const STREAM_TRANSCRIPTIONS: &str = "TRANSCRIPTIONS";
 /// Stream of dead letters (`deadletter.>`).
 pub const STREAM_DEAD_LETTERS: &str = "DEAD_LETTERS";
+/// Stream of alerts (`alerts.>`).
+pub const STREAM_ALERTS: &str = "ALERTS";
 
 /// Durable consumer of the audio fetcher on `CALLS_LIVE`.
 pub const CONSUMER_AUDIO_FETCHER: &str = "audio-fetcher";
 /// Durable consumer of the transcriber on `CALLS_AUDIO`.
 pub const CONSUMER_TRANSCRIBER: &str = "transcriber";
+/// Durable consumer of the alerter's rules on `TRANSCRIPTIONS`.
+pub const CONSUMER_ALERTER: &str = "alerter";
+/// Prefix of the alerter's per-destination durable consumers on `ALERTS`
+/// (`alert-delivery-{destination}`).
+pub const CONSUMER_ALERT_DELIVERY_PREFIX: &str = "alert-delivery-";
 
 /// KV bucket of per-shard poll cursors.
 pub const KV_POLLER_CURSORS: &str = "poller-cursors";
@@ -47,6 +54,11 @@ pub const KV_ARCHIVE_CACHE: &str = "archive-cache";
 /// KV bucket of the cached directory (states, counties, feeds; per-entry freshness, entries kept
 /// past it so a stale answer can be served while the upstream is down) and its fetch claims.
 pub const KV_DIRECTORY: &str = "directory";
+/// KV bucket of alert rules set at runtime, one per key (the rule's name), in YAML or JSON.
+pub const KV_ALERT_RULES: &str = "alert-rules";
+/// KV bucket of the alerter's shared state: each rule's last alert per talkgroup (cooldowns)
+/// and each system condition's state, so replicas agree and a restart forgets nothing.
+pub const KV_ALERT_STATE: &str = "alert-state";
 /// KV bucket of dead letters sent through again, by dead-letter sequence (`bcfy-deadletters`);
 /// entries live as long as the dead letters.
 pub const KV_DEADLETTER_REDRIVES: &str = "deadletter-redrives";
@@ -95,6 +107,8 @@ pub struct TopologyConfig {
     pub transcriptions: StreamLimits,
     /// `DEAD_LETTERS` limits (default: 30 days, 5 GiB).
     pub dead_letters: StreamLimits,
+    /// `ALERTS` limits (default: 30 days, 1 GiB).
+    pub alerts: StreamLimits,
     /// Largest single message (an audio chunk plus headers) the audio stream accepts.
     pub max_message_bytes: ByteSize,
     /// Size limit of the archive cache bucket; the oldest entries are evicted beyond it.
@@ -120,6 +134,7 @@ impl Default for TopologyConfig {
             calls_audio: StreamLimits::default(),
             transcriptions: StreamLimits::default(),
             dead_letters: StreamLimits::default(),
+            alerts: StreamLimits::default(),
             max_message_bytes: ByteSize(1 << 20),
             archive_cache_max_bytes: ByteSize(GIB),
             lease_ttl: Duration::from_secs(15),
@@ -129,7 +144,7 @@ impl Default for TopologyConfig {
 
 impl TopologyConfig {
     /// Each stream's name, config key and effective limits (defaults with overrides applied).
-    pub fn limits(&self) -> [(&'static str, &'static str, Limits); 4] {
+    pub fn limits(&self) -> [(&'static str, &'static str, Limits); 5] {
         let resolve = |overrides: &StreamLimits, max_age: Duration, max_bytes: u64| Limits {
             max_age: overrides.max_age.unwrap_or(max_age),
             max_bytes: overrides.max_bytes.map_or(max_bytes, ByteSize::bytes),
@@ -155,6 +170,11 @@ impl TopologyConfig {
                 STREAM_DEAD_LETTERS,
                 "dead_letters",
                 resolve(&self.dead_letters, 30 * DAY, 5 * GIB),
+            ),
+            (
+                STREAM_ALERTS,
+                "alerts",
+                resolve(&self.alerts, 30 * DAY, GIB),
             ),
         ]
     }
@@ -213,6 +233,9 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
     /// Messages in flight at once across all replicas (the back-pressure bound).
     pub max_ack_pending: i64,
+    /// When created, start at the stream's end instead of its start (a destination added
+    /// today is not sent a month of old alerts).
+    pub from_now: bool,
 }
 
 impl ConsumerSpec {
@@ -224,6 +247,7 @@ impl ConsumerSpec {
             filter_subject: subject::ALL_LIVE.to_owned(),
             ack_wait: Duration::from_secs(30),
             max_ack_pending,
+            from_now: false,
         }
     }
 
@@ -235,6 +259,33 @@ impl ConsumerSpec {
             filter_subject: subject::ALL_AUDIO.to_owned(),
             ack_wait: Duration::from_secs(60),
             max_ack_pending,
+            from_now: false,
+        }
+    }
+
+    /// The alerter's consumer of every transcript.
+    pub fn alerter(max_ack_pending: i64) -> Self {
+        Self {
+            stream: STREAM_TRANSCRIPTIONS,
+            durable_name: CONSUMER_ALERTER.to_owned(),
+            filter_subject: subject::ALL_TRANSCRIPTIONS.to_owned(),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending,
+            from_now: false,
+        }
+    }
+
+    /// The consumer that delivers the alerts matching `filter` to destination `name`: one
+    /// alert in flight at a time, so a destination receives them in order and an alert that
+    /// waits for a retry holds back the ones after it.
+    pub fn alert_delivery(name: &str, filter: impl Into<String>, ack_wait: Duration) -> Self {
+        Self {
+            stream: STREAM_ALERTS,
+            durable_name: format!("{CONSUMER_ALERT_DELIVERY_PREFIX}{name}"),
+            filter_subject: filter.into(),
+            ack_wait,
+            max_ack_pending: 1,
+            from_now: true,
         }
     }
 
@@ -259,7 +310,11 @@ impl ConsumerSpec {
         pull::Config {
             durable_name: Some(self.durable_name.clone()),
             filter_subject: self.filter_subject.clone(),
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy: if self.from_now {
+                DeliverPolicy::New
+            } else {
+                DeliverPolicy::All
+            },
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
             max_deliver: -1,
@@ -293,6 +348,10 @@ impl Topology {
                     STREAM_TRANSCRIPTIONS => {
                         (subject::ALL_TRANSCRIPTIONS, "Final call transcripts.")
                     }
+                    STREAM_ALERTS => (
+                        subject::ALL_ALERTS,
+                        "Alerts: rules that matched calls, and system conditions.",
+                    ),
                     _ => (
                         subject::ALL_DEAD_LETTERS,
                         "Messages a stage gave up on, with the reason.",
@@ -377,6 +436,16 @@ impl Topology {
                     "The cached Broadcastify directory: states, counties, feeds.",
                 )
             },
+            bucket(
+                KV_ALERT_RULES,
+                5,
+                "Alert rules set at runtime, by name (YAML or JSON).",
+            ),
+            bucket(
+                KV_ALERT_STATE,
+                1,
+                "The alerter's cooldowns and system conditions.",
+            ),
             kv::Config {
                 max_age: self
                     .config
@@ -402,7 +471,7 @@ mod tests {
     fn every_stream_refuses_rather_than_drops_and_dedups() {
         let topology = Topology::new(TopologyConfig::default());
         let streams = topology.streams();
-        assert_eq!(streams.len(), 4);
+        assert_eq!(streams.len(), 5);
         for stream in &streams {
             assert_eq!(
                 stream.discard,
@@ -421,7 +490,8 @@ mod tests {
                 STREAM_CALLS_LIVE,
                 STREAM_CALLS_AUDIO,
                 STREAM_TRANSCRIPTIONS,
-                STREAM_DEAD_LETTERS
+                STREAM_DEAD_LETTERS,
+                STREAM_ALERTS
             ]
         );
     }

@@ -244,6 +244,7 @@ async fn dead_letter_terms_the_original_and_records_why() {
         kind: "cdn_not_found",
         reason: "CDN answered 404 for 600 s".into(),
         call_id: Some(id.clone()),
+        redrive_headers: Vec::new(),
     };
     delivery
         .dead_letter(&bus.publisher, Stage::AudioFetcher, failure)
@@ -313,6 +314,7 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_message_to_retry() {
         kind: "poison",
         reason: "bad".into(),
         call_id: None,
+        redrive_headers: Vec::new(),
     };
     let error = delivery
         .dead_letter(&bus.publisher, Stage::AudioFetcher, failure)
@@ -340,6 +342,7 @@ async fn poison_payloads_are_dead_lettered_with_the_shard_from_the_subject() {
         kind: "poison",
         reason: error.to_string(),
         call_id: None,
+        redrive_headers: Vec::new(),
     };
     delivery
         .dead_letter(&bus.publisher, Stage::AudioFetcher, failure)

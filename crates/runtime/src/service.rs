@@ -12,12 +12,15 @@
 //!   ([`DeadLetters`]);
 //! - [`refusals`]: a provider refusing the service itself pauses it instead of failing calls
 //!   ([`Refusals`]);
-//! - [`micro`]: answering a NATS micro-service request with gRPC codes, counted.
+//! - [`micro`]: answering a NATS micro-service request with gRPC codes, counted;
+//! - [`signals`]: the health figures every replica reports on `status.{service}` for the
+//!   alerter's integration monitor ([`Signals`]).
 
 pub mod context;
 pub mod dead_letters;
 pub mod micro;
 pub mod refusals;
+pub mod signals;
 pub mod worker;
 
 use std::fmt::Display;
@@ -35,6 +38,7 @@ use serde::de::DeserializeOwned;
 pub use context::{Bus, Context, StartError};
 pub use dead_letters::DeadLetters;
 pub use refusals::{Admission, Refusals};
+pub use signals::{SignalHandle, Signals};
 pub use worker::Worker;
 
 use crate::admin::{AdminConfig, AdminServer};

@@ -2117,3 +2117,211 @@ pub mod directory_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// One alert: a rule matched a call (on `alerts.{rule}.{sid}.{tg}.{call_id}`), or a condition of
+/// the system was raised or cleared (on `alerts.system.{kind}`).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Alert {
+    /// The alert's identity, also its `Nats-Msg-Id` and the webhooks' `Idempotency-Key`:
+    /// `{rule}.{call_id}` for a call, `system.{kind}.{subject}.{episode}.{raised|resolved}` for
+    /// the system.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The rule's name, or "system".
+    #[prost(string, tag = "2")]
+    pub rule: ::prost::alloc::string::String,
+    /// When the alert was raised.
+    #[prost(message, optional, tag = "3")]
+    pub raised_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// One line a person reads first.
+    #[prost(string, tag = "4")]
+    pub summary: ::prost::alloc::string::String,
+    /// What matched in the call, in text order (keywords and expressions), then flags and tones.
+    #[prost(message, repeated, tag = "5")]
+    pub matches: ::prost::alloc::vec::Vec<AlertMatch>,
+    /// The call that matched (empty for the system).
+    #[prost(string, tag = "6")]
+    pub call_id: ::prost::alloc::string::String,
+    /// Its system and talkgroup.
+    #[prost(message, optional, tag = "7")]
+    pub shard_key: ::core::option::Option<ShardKey>,
+    /// The call's metadata.
+    #[prost(message, optional, tag = "8")]
+    pub call: ::core::option::Option<Call>,
+    /// The transcript that matched.
+    #[prost(message, optional, tag = "9")]
+    pub transcript: ::core::option::Option<TranscriptionResult>,
+    /// The system's condition, for `rule` "system".
+    #[prost(message, optional, tag = "10")]
+    pub system: ::core::option::Option<SystemCondition>,
+}
+impl ::prost::Name for Alert {
+    const NAME: &'static str = "Alert";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.Alert".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.Alert".into()
+    }
+}
+/// One thing that matched.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlertMatch {
+    /// What kind.
+    #[prost(enumeration = "AlertMatchKind", tag = "1")]
+    pub kind: i32,
+    /// The rule's term (the keyword as written, the expression, the tone pair).
+    #[prost(string, tag = "2")]
+    pub term: ::prost::alloc::string::String,
+    /// The text it matched, as the transcript has it.
+    #[prost(string, tag = "3")]
+    pub text: ::prost::alloc::string::String,
+    /// Byte offset in the transcript's text where the match starts (keywords, expressions).
+    #[prost(uint32, tag = "4")]
+    pub start: u32,
+    /// Byte offset where it ends (exclusive).
+    #[prost(uint32, tag = "5")]
+    pub end: u32,
+    /// The tone that matched, for a tone pair.
+    #[prost(message, optional, tag = "6")]
+    pub tone: ::core::option::Option<Tone>,
+}
+impl ::prost::Name for AlertMatch {
+    const NAME: &'static str = "AlertMatch";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.AlertMatch".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.AlertMatch".into()
+    }
+}
+/// A condition of the system the integration monitor watches.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SystemCondition {
+    /// What kind: "poll_failures", "credentials_refused", "upstream_backoff", "stt_failures",
+    /// "dead_letters", "backlog_growing".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    /// What it is about: a shard, a provider, an upstream, a consumer, or "all".
+    #[prost(string, tag = "2")]
+    pub subject: ::prost::alloc::string::String,
+    /// True when the condition has cleared.
+    #[prost(bool, tag = "3")]
+    pub resolved: bool,
+    /// The value that crossed the threshold (or the value when it cleared).
+    #[prost(double, tag = "4")]
+    pub value: f64,
+    /// The threshold from the alerter's config.
+    #[prost(double, tag = "5")]
+    pub threshold: f64,
+    /// When the condition was raised.
+    #[prost(message, optional, tag = "6")]
+    pub since: ::core::option::Option<::prost_types::Timestamp>,
+    /// The services that reported it.
+    #[prost(string, tag = "7")]
+    pub service: ::prost::alloc::string::String,
+}
+impl ::prost::Name for SystemCondition {
+    const NAME: &'static str = "SystemCondition";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.SystemCondition".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.SystemCondition".into()
+    }
+}
+/// One service replica's health, published every few seconds on core NATS
+/// `status.{service}` (not stored: only the latest matters).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ServiceStatus {
+    /// The service, e.g. "poller".
+    #[prost(string, tag = "1")]
+    pub service: ::prost::alloc::string::String,
+    /// This replica (host name and process id).
+    #[prost(string, tag = "2")]
+    pub instance: ::prost::alloc::string::String,
+    /// When the report was made.
+    #[prost(message, optional, tag = "3")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Its current signals; one that is not listed is zero.
+    #[prost(message, repeated, tag = "4")]
+    pub signals: ::prost::alloc::vec::Vec<Signal>,
+}
+impl ::prost::Name for ServiceStatus {
+    const NAME: &'static str = "ServiceStatus";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.ServiceStatus".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.ServiceStatus".into()
+    }
+}
+/// One health figure of a service.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Signal {
+    /// What it measures: "poll_failures" (a shard's failed polls in a row), "credentials_refused"
+    /// (1 while a provider refuses our credentials), "upstream_backoff" (seconds of an upstream's
+    /// back-off still to wait), "stt_failures" (failed transcriptions in a row).
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    /// What it is about: a shard's name, a provider, an upstream.
+    #[prost(string, tag = "2")]
+    pub subject: ::prost::alloc::string::String,
+    /// The figure.
+    #[prost(double, tag = "3")]
+    pub value: f64,
+}
+impl ::prost::Name for Signal {
+    const NAME: &'static str = "Signal";
+    const PACKAGE: &'static str = "broadcastify.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "broadcastify.v1.Signal".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/broadcastify.v1.Signal".into()
+    }
+}
+/// What kind of condition of a rule matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum AlertMatchKind {
+    /// Not set.
+    Unspecified = 0,
+    /// A keyword or phrase, as whole words.
+    Keyword = 1,
+    /// The rule's regular expression.
+    Regex = 2,
+    /// The call's emergency flag.
+    Emergency = 3,
+    /// A two-tone page.
+    Tone = 4,
+}
+impl AlertMatchKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "ALERT_MATCH_KIND_UNSPECIFIED",
+            Self::Keyword => "ALERT_MATCH_KIND_KEYWORD",
+            Self::Regex => "ALERT_MATCH_KIND_REGEX",
+            Self::Emergency => "ALERT_MATCH_KIND_EMERGENCY",
+            Self::Tone => "ALERT_MATCH_KIND_TONE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ALERT_MATCH_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "ALERT_MATCH_KIND_KEYWORD" => Some(Self::Keyword),
+            "ALERT_MATCH_KIND_REGEX" => Some(Self::Regex),
+            "ALERT_MATCH_KIND_EMERGENCY" => Some(Self::Emergency),
+            "ALERT_MATCH_KIND_TONE" => Some(Self::Tone),
+            _ => None,
+        }
+    }
+}

@@ -64,7 +64,8 @@ pub async fn run(config: FetcherConfig, context: Context) -> Result<(), FetcherE
         context.readiness().latch("cdn"),
         metrics.refused.clone(),
         metrics.refusal_pauses.clone(),
-    );
+    )
+    .reported_by(context.signals());
     let fetcher = Arc::new(fetch::Fetcher {
         client: Client::new(config.broadcastify.clone())?,
         publisher: bus.publisher.clone(),

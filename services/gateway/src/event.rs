@@ -9,7 +9,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::LazyLock;
 
 use async_nats::HeaderMap;
 use bcfy_bus::subject::{ParsedSubject, Shard};
@@ -17,7 +16,6 @@ use bcfy_bus::topology::{STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIP
 use bcfy_proto::{AudioPayloadEvent, LiveCallEnvelope, TranscriptionResult};
 use bytes::Bytes;
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -216,28 +214,12 @@ struct Envelope<'a> {
     data: serde_json::Value,
 }
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(bcfy_proto::FILE_DESCRIPTOR_SET)
-        .expect("the checked-in descriptor set decodes")
-});
-
 /// The protobuf JSON mapping of `message` (a `broadcastify.v1` message) without `omit`.
 pub fn proto_json<M: prost::Name + prost::Message>(
     message: &M,
     omit: &[&str],
 ) -> Result<serde_json::Value, EventError> {
-    let descriptor = POOL
-        .get_message_by_name(&M::full_name())
-        .ok_or_else(|| EventError::Json(format!("no schema for {}", M::full_name())))?;
-    let mut dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
-    for field in omit {
-        dynamic.clear_field_by_name(field);
-    }
-    let mut out = serde_json::Serializer::new(Vec::new());
-    dynamic
-        .serialize_with_options(&mut out, &SerializeOptions::new())
-        .map_err(|e| EventError::Json(e.to_string()))?;
-    serde_json::from_slice(&out.into_inner()).map_err(|e| EventError::Json(e.to_string()))
+    bcfy_proto::proto_json::to_json(message, omit).map_err(|e| EventError::Json(e.to_string()))
 }
 
 /// RFC 3339 of `time`.
@@ -278,6 +260,8 @@ impl Event {
                 let data = proto_json(&result, &[])?;
                 (Kind::Transcript, call_id.to_string(), Some(text), data)
             }
+            // The gateway reads the call streams only.
+            ParsedSubject::Alert(..) => return Ok(None),
         };
         let shard = parsed.shard();
         let envelope = Envelope {

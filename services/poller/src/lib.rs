@@ -131,6 +131,7 @@ pub async fn run(config: PollerConfig, context: Context) -> Result<(), PollerErr
             backlog: backlog.clone(),
             metrics: metrics.clone(),
             latches: latches.clone(),
+            signals: context.signals().clone(),
         };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -19,6 +19,7 @@ use bcfy_bus::Publisher;
 use bcfy_bus::backlog::Backlog;
 use bcfy_bus::publish::MAX_ACKS_IN_FLIGHT;
 use bcfy_runtime::admin::ReadinessLatch;
+use bcfy_runtime::service::{Signals, signals};
 use bcfy_upstream::UpstreamGate;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,6 +44,9 @@ pub(crate) struct Latches {
     pub(crate) not_backing_off: ReadinessLatch,
 }
 
+/// The subject of the upstream's health signals.
+const UPSTREAM: &str = "broadcastify";
+
 /// Everything one shard's loop needs.
 #[derive(Debug)]
 pub(crate) struct ShardPoller {
@@ -62,6 +66,9 @@ pub(crate) struct ShardPoller {
     pub(crate) backlog: Backlog,
     pub(crate) metrics: Metrics,
     pub(crate) latches: Latches,
+    /// The health figures the alerter's monitor reads (`poll_failures` by shard; the
+    /// upstream's `credentials_refused` and `upstream_backoff`).
+    pub(crate) signals: Signals,
 }
 
 /// The loop's state between polls.
@@ -141,6 +148,8 @@ impl ShardPoller {
         let shard = self.name.clone();
         match self.gate.backoff_remaining().await {
             Ok(Some(wait)) => {
+                self.signals
+                    .set(signals::UPSTREAM_BACKOFF, UPSTREAM, wait.as_secs_f64());
                 self.latches.not_backing_off.set_not_ready();
                 self.metrics
                     .rate_limit_waits
@@ -148,7 +157,10 @@ impl ShardPoller {
                     .inc();
                 return Ok(wait);
             }
-            Ok(None) => self.latches.not_backing_off.set_ready(),
+            Ok(None) => {
+                self.signals.set(signals::UPSTREAM_BACKOFF, UPSTREAM, 0.0);
+                self.latches.not_backing_off.set_ready();
+            }
             Err(error) => {
                 tracing::warn!(error = %error, shard = %shard, "Upstream gate unavailable.");
                 return Ok(self.producer.initial_backoff);
@@ -188,6 +200,9 @@ impl ShardPoller {
         match self.poll(progress).instrument(span).await {
             Ok(()) => {
                 progress.failures = 0;
+                self.signals.set(signals::POLL_FAILURES, &shard, 0.0);
+                self.signals
+                    .set(signals::CREDENTIALS_REFUSED, UPSTREAM, 0.0);
                 self.latches.authenticated.set_ready();
                 // Polls start one interval apart, however long each took: a call waits at most
                 // an interval to be seen, which is what the latency budget counts on.

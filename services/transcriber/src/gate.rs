@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bcfy_bus::Backoff;
+use bcfy_runtime::service::SignalHandle;
 use tokio::time::Instant;
 
 /// Shared by every task of one replica.
@@ -15,6 +16,7 @@ pub(crate) struct ProviderGate {
     state: Arc<Mutex<State>>,
     after_failures: u32,
     backoff: Backoff,
+    failures_signal: Option<SignalHandle>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +31,20 @@ impl ProviderGate {
             state: Arc::default(),
             after_failures: after_failures.max(1),
             backoff,
+            failures_signal: None,
+        }
+    }
+
+    /// Also reports the failures in a row as the `stt_failures` health signal.
+    pub(crate) fn reported_as(mut self, signal: SignalHandle) -> Self {
+        signal.set(0.0);
+        self.failures_signal = Some(signal);
+        self
+    }
+
+    fn report(&self, failures_in_a_row: u32) {
+        if let Some(signal) = &self.failures_signal {
+            signal.set(f64::from(failures_in_a_row));
         }
     }
 
@@ -44,6 +60,7 @@ impl ProviderGate {
     pub(crate) fn failed(&self, retry_after: Option<Duration>) -> Option<Duration> {
         let mut state = self.state.lock().expect("the gate lock is never poisoned");
         state.failures_in_a_row += 1;
+        self.report(state.failures_in_a_row);
         let over = state.failures_in_a_row.checked_sub(self.after_failures)?;
         let pause = self
             .backoff
@@ -56,6 +73,7 @@ impl ProviderGate {
     /// Records a success: the provider works again.
     pub(crate) fn succeeded(&self) {
         *self.state.lock().expect("the gate lock is never poisoned") = State::default();
+        self.report(0);
     }
 }
 

@@ -87,7 +87,11 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
     let gate = gate::ProviderGate::new(
         consumer_config.provider_backoff_after,
         consumer_config.provider_backoff(),
-    );
+    )
+    .reported_as(context.signals().signal(
+        bcfy_runtime::service::signals::STT_FAILURES,
+        config.transcription.provider.as_str(),
+    ));
     // A refused key is unambiguous: the first refusal pauses.
     let refusals = Refusals::new(
         "stt_provider",
@@ -96,7 +100,8 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
         context.readiness().latch("stt_provider"),
         metrics.refused.clone(),
         metrics.refusal_pauses.clone(),
-    );
+    )
+    .reported_by(context.signals());
     let transcriber = Arc::new(transcribe::Transcriber {
         js: bus.js.clone(),
         publisher: bus.publisher.clone(),

@@ -11,6 +11,7 @@ use bcfy_bus::ensure::{EnsureError, ensure_consumer, ensure_topology_retrying};
 use bcfy_bus::topology::{ConsumerSpec, Topology, TopologyConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::signals::Signals;
 use super::worker::Worker;
 use crate::admin::{Readiness, ReadinessLatch};
 
@@ -59,6 +60,7 @@ pub struct Context {
     readiness: Readiness,
     registry: prometheus::Registry,
     started: ReadinessLatch,
+    signals: Signals,
 }
 
 impl Context {
@@ -73,6 +75,7 @@ impl Context {
             readiness,
             registry: prometheus::Registry::new(),
             started,
+            signals: Signals::default(),
         }
     }
 
@@ -94,6 +97,11 @@ impl Context {
     /// The registry behind `/metrics`.
     pub fn registry(&self) -> &prometheus::Registry {
         &self.registry
+    }
+
+    /// The health figures this replica reports on `status.{service}` once connected.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
     /// Registers the service's metrics.
@@ -126,6 +134,8 @@ impl Context {
         topology: &TopologyConfig,
     ) -> Result<Option<Bus>, StartError> {
         let client = bcfy_bus::connect::connect(nats, self.name).await?;
+        self.signals
+            .spawn_reports(client.clone(), self.name, self.shutdown.clone());
         let js = jetstream::new(client.clone());
         let topology = Topology::new(topology.clone());
         if !ensure_topology_retrying(&js, &topology, SETUP_RETRY, &self.shutdown).await {

@@ -17,6 +17,7 @@ use bcfy_bus::Backoff;
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
+use super::signals::{self, SignalHandle, Signals};
 use crate::admin::ReadinessLatch;
 
 /// While a probe is out, the pull loop looks again this often.
@@ -32,6 +33,7 @@ pub struct Refusals {
     latch: ReadinessLatch,
     refused: IntGauge,
     pauses: IntCounter,
+    signal: Option<SignalHandle>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +100,22 @@ impl Refusals {
             latch,
             refused,
             pauses,
+            signal: None,
+        }
+    }
+
+    /// Also reports the pause as the `credentials_refused` health signal (1 while paused).
+    #[must_use]
+    pub fn reported_by(mut self, signals: &Signals) -> Self {
+        let signal = signals.signal(signals::CREDENTIALS_REFUSED, self.provider);
+        signal.set(0.0);
+        self.signal = Some(signal);
+        self
+    }
+
+    fn report(&self, paused: bool) {
+        if let Some(signal) = &self.signal {
+            signal.set(f64::from(u8::from(paused)));
         }
     }
 
@@ -157,6 +175,7 @@ impl Refusals {
         });
         self.latch.set_not_ready();
         self.refused.set(1);
+        self.report(true);
         self.pauses.inc();
         tracing::error!(
             provider = self.provider,
@@ -174,6 +193,7 @@ impl Refusals {
         if let Some(pause) = state.paused.take() {
             self.latch.set_ready();
             self.refused.set(0);
+            self.report(false);
             tracing::warn!(
                 provider = self.provider,
                 paused_for = ?pause.since.elapsed(),

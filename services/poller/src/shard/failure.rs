@@ -7,6 +7,7 @@ use std::time::Duration;
 use bcfy_broadcastify::error::{AuthenticationError, Error as ClientError};
 use bcfy_bus::Backoff;
 use bcfy_bus::publish::PublishError;
+use bcfy_runtime::service::signals;
 
 use super::{Progress, ShardPoller, Stop};
 use crate::cursor::CursorError;
@@ -90,6 +91,8 @@ impl ShardPoller {
         }
         match verdict(error, progress.failures, self.producer.max_retry_attempts) {
             Verdict::StopRefused => {
+                self.signals
+                    .set(signals::CREDENTIALS_REFUSED, super::UPSTREAM, 1.0);
                 tracing::error!(error = %error, shard = %shard, "Broadcastify refused the credentials; this shard stops polling. Fix the credentials and restart.");
                 Err(Stop)
             }
@@ -102,11 +105,15 @@ impl ShardPoller {
             }
             Verdict::StopExhausted { failures } => {
                 progress.failures = failures;
+                self.signals
+                    .set(signals::POLL_FAILURES, &shard, f64::from(failures));
                 tracing::error!(error = %error, shard = %shard, failures, "Retry budget spent; this shard stops polling.");
                 Err(Stop)
             }
             Verdict::Retry { failures } => {
                 progress.failures = failures;
+                self.signals
+                    .set(signals::POLL_FAILURES, &shard, f64::from(failures));
                 self.metrics.retries.with_label_values(&[&shard]).inc();
                 // Jittered, so the shards of one account do not retry in lockstep.
                 let delay = Backoff::new(self.producer.initial_backoff, self.producer.max_backoff)
