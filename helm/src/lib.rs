@@ -10,6 +10,7 @@
 //! The chart's own keys (image, secrets, shards' replicas, autoscaling, ...) are described here
 //! by hand.
 
+use bcfy_alerter::AlerterConfig;
 use bcfy_archive_cache::ArchiveCacheConfig;
 use bcfy_audio_fetcher::FetcherConfig;
 use bcfy_gateway::GatewayConfig;
@@ -159,6 +160,7 @@ pub fn values_schema() -> Value {
     let transcriber = generator.subschema_for::<TranscriberConfig>();
     let archive = generator.subschema_for::<ArchiveCacheConfig>();
     let gateway = generator.subschema_for::<GatewayConfig>();
+    let alerter = generator.subschema_for::<AlerterConfig>();
     let nats = generator.subschema_for::<bcfy_bus::connect::NatsConfig>();
     let log = generator.subschema_for::<bcfy_runtime::telemetry::LogConfig>();
     let topology = generator.subschema_for::<bcfy_bus::topology::TopologyConfig>();
@@ -262,9 +264,20 @@ pub fn values_schema() -> Value {
                     "annotations": free_object()
                 }))
             })),
+            "alerter": worker(service_config(alerter.to_value()), json!({
+                "destinations": object(json!({"existingSecret": {"type": "string"}}))
+            })),
             "serviceMonitor": object(json!({
                 "enabled": {"type": "boolean"},
                 "interval": {"type": "string"},
+                "labels": free_object()
+            })),
+            "prometheusRule": object(json!({
+                "enabled": {"type": "boolean"},
+                "labels": free_object()
+            })),
+            "grafanaDashboard": object(json!({
+                "enabled": {"type": "boolean"},
                 "labels": free_object()
             })),
             "networkPolicy": object(json!({

@@ -355,6 +355,26 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
         .expect("the keys mount");
     let mount_path = keys_mount["mountPath"].as_str().expect("a path");
     assert_eq!(keys_file, format!("{mount_path}/keys.yaml"));
+    // The alerter reads its destinations file while loading; a stand-in again.
+    let destinations_file = "/etc/bcfy/alerter/destinations.yaml";
+    let stand_in = tempfile::NamedTempFile::new().expect("a destinations file");
+    std::fs::write(
+        stand_in.path(),
+        "destinations:\n  - {name: ops, url: \"https://ops.example/hook\"}\n",
+    )
+    .expect("written");
+    let alerter_text = config_of("alerter");
+    assert!(
+        alerter_text.contains(&format!("destinations_file: {destinations_file}")),
+        "{alerter_text}"
+    );
+    let alerter: bcfy_alerter::AlerterConfig = loads_as(
+        &alerter_text.replace(destinations_file, &stand_in.path().display().to_string()),
+    )
+    .expect("the alerter loads its config");
+    assert_eq!(alerter.rules.len(), 2);
+    assert_eq!(alerter.monitor.poll_failures, 10);
+    assert_eq!(alerter.all_destinations().expect("read").len(), 1);
     let ingress = of_kind(&objects, "Ingress");
     assert_eq!(ingress.len(), 1, "one Ingress, for the gateway");
     assert_eq!(ingress[0]["spec"]["rules"][0]["host"], "calls.example.org");
@@ -389,6 +409,7 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
             "transcriber" => loads_as::<bcfy_transcriber::TranscriberConfig>(text).map(drop),
             "archive-cache" => loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(text).map(drop),
             "gateway" => loads_as::<bcfy_gateway::GatewayConfig>(text).map(drop),
+            "alerter" => loads_as::<bcfy_alerter::AlerterConfig>(text).map(drop),
             other => panic!("unexpected ConfigMap {other}"),
         };
         loaded.unwrap_or_else(|e| panic!("{}: {e}", name(config_map)));

@@ -7,6 +7,19 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
+/// Seconds from `epoch_seconds` (a call's `ts`, when Broadcastify logged it) to now, for the
+/// latency histograms; `None` when unknown.
+pub fn seconds_since(epoch_seconds: Option<i64>) -> Option<f64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    epoch_seconds.map(|at| (now - at as f64).max(0.0))
+}
+
+/// Buckets of the call-to-stage latency histograms, in seconds: a poll interval to an outage.
+pub const LATENCY_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0];
+
 /// Makes and registers metrics named `{prefix}_{name}`.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricsBuilder<'a> {

@@ -2,6 +2,7 @@
 //! file (more come from the `alert-rules` bucket at runtime), the destinations alerts are
 //! delivered to, and the integration monitor's thresholds.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bcfy_bus::Backoff;
@@ -9,7 +10,7 @@ use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::subject::{ALL_ALERTS, ALL_TRANSCRIPTIONS};
 use bcfy_bus::topology::{CONSUMER_ALERTER, TopologyConfig};
 use bcfy_config::units;
-use bcfy_config::{ConfigIssue, Validate, checks, join_path};
+use bcfy_config::{ConfigError, ConfigIssue, ConfigSource, Validate, checks, join_path};
 use bcfy_runtime::admin::AdminConfig;
 use bcfy_runtime::telemetry::LogConfig;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -35,6 +36,9 @@ pub struct AlerterConfig {
     pub rules: Vec<RuleSpec>,
     /// Where alerts go.
     pub destinations: Vec<DestinationConfig>,
+    /// A YAML file of more destinations (`destinations: [...]`), e.g. mounted from a Secret,
+    /// so chat URLs and signing keys stay out of the config file.
+    pub destinations_file: Option<PathBuf>,
     /// The gateway's public address; chat messages then link to the call in its console.
     pub console_url: Option<Url>,
     /// The integration monitor.
@@ -57,6 +61,7 @@ impl Default for AlerterConfig {
             consumer: ConsumerConfig::default(),
             rules: Vec::new(),
             destinations: Vec::new(),
+            destinations_file: None,
             console_url: None,
             monitor: MonitorConfig::default(),
             admin: AdminConfig::default(),
@@ -87,11 +92,78 @@ impl Validate for AlerterConfig {
             ));
         }
         checks::above_zero(&consumer, "ack_wait", self.consumer.ack_wait, issues);
-        let mut destinations = std::collections::BTreeSet::new();
+        DestinationsFile {
+            destinations: self.destinations.clone(),
+        }
+        .validate(prefix, issues);
+        if let Some(path) = &self.destinations_file {
+            let at = join_path(prefix, "destinations_file");
+            match self.all_destinations() {
+                Ok(all) => {
+                    let mut names = std::collections::BTreeSet::new();
+                    for destination in &all {
+                        if !names.insert(destination.name.as_str()) {
+                            issues.push(ConfigIssue::new(
+                                &at,
+                                &destination.name,
+                                format!(
+                                    "destination `{}` is also in the config file",
+                                    destination.name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Err(ConfigError::Invalid(problems)) => issues.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| ConfigIssue::new(&at, &p.setting, p.message)),
+                ),
+                Err(error) => issues.push(ConfigIssue::new(
+                    prefix,
+                    "destinations_file",
+                    format!("{}: {error}", path.display()),
+                )),
+            }
+        }
+        if let Some(url) = &self.console_url {
+            checks::http_urls(prefix, &[("console_url", url.scheme())], issues);
+        }
+        self.monitor.validate(&join_path(prefix, "monitor"), issues);
+    }
+}
+
+impl AlerterConfig {
+    /// The config file's destinations, then the destinations file's.
+    ///
+    /// # Errors
+    ///
+    /// When the destinations file cannot be read or holds invalid destinations.
+    pub fn all_destinations(&self) -> Result<Vec<DestinationConfig>, ConfigError> {
+        let mut all = self.destinations.clone();
+        if let Some(path) = &self.destinations_file {
+            let file: DestinationsFile = ConfigSource::default().with_file(path).load()?;
+            all.extend(file.destinations);
+        }
+        Ok(all)
+    }
+}
+
+/// The destinations file.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DestinationsFile {
+    /// Where alerts go.
+    pub destinations: Vec<DestinationConfig>,
+}
+
+impl Validate for DestinationsFile {
+    fn validate(&self, prefix: &str, issues: &mut Vec<ConfigIssue>) {
+        let mut names = std::collections::BTreeSet::new();
         for (i, destination) in self.destinations.iter().enumerate() {
             let at = join_path(prefix, &format!("destinations[{i}]"));
             destination.validate(&at, issues);
-            if !destinations.insert(destination.name.as_str()) {
+            if !names.insert(destination.name.as_str()) {
                 issues.push(ConfigIssue::new(
                     &at,
                     "name",
@@ -99,10 +171,6 @@ impl Validate for AlerterConfig {
                 ));
             }
         }
-        if let Some(url) = &self.console_url {
-            checks::http_urls(prefix, &[("console_url", url.scheme())], issues);
-        }
-        self.monitor.validate(&join_path(prefix, "monitor"), issues);
     }
 }
 
@@ -320,5 +388,78 @@ impl Validate for MonitorConfig {
                 "must be >= interval",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(config: &AlerterConfig) -> Vec<String> {
+        let mut issues = Vec::new();
+        config.validate("", &mut issues);
+        issues.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn destinations_come_from_the_config_and_the_destinations_file() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "destinations:\n  - name: slack\n    kind: slack\n    url: https://hooks.slack.com/services/T/B/x\n",
+        )
+        .unwrap();
+        let config = AlerterConfig {
+            destinations: vec![DestinationConfig {
+                name: "ops".into(),
+                url: Some("http://ops.example/hook".to_owned().into()),
+                ..DestinationConfig::default()
+            }],
+            destinations_file: Some(file.path().to_owned()),
+            ..AlerterConfig::default()
+        };
+        assert!(issues(&config).is_empty(), "{:?}", issues(&config));
+        let names: Vec<String> = config
+            .all_destinations()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(names, ["ops", "slack"]);
+    }
+
+    #[test]
+    fn bad_destinations_are_named() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "destinations:\n  - name: ops\n    url: ftp://x\n",
+        )
+        .unwrap();
+        let config = AlerterConfig {
+            destinations: vec![
+                DestinationConfig {
+                    name: "no url".into(),
+                    ..DestinationConfig::default()
+                },
+                DestinationConfig {
+                    name: "ops".into(),
+                    url: Some("http://ops.example/hook".to_owned().into()),
+                    filter: "calls.>".into(),
+                    ..DestinationConfig::default()
+                },
+            ],
+            destinations_file: Some(file.path().to_owned()),
+            ..AlerterConfig::default()
+        };
+        assert_eq!(
+            issues(&config),
+            [
+                "destinations[0].name: must be [A-Za-z0-9_-]",
+                "destinations[0].url: must be an http(s) URL",
+                "destinations[1].filter: must be under `alerts.`",
+                "destinations_file.destinations[0].url: must be an http(s) URL",
+            ]
+        );
     }
 }

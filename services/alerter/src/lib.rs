@@ -62,6 +62,9 @@ pub enum AlerterError {
     /// A destination's URL is not one.
     #[error("destination `{0}`: the URL is not valid")]
     Url(String),
+    /// The destinations file cannot be read (it was valid when the config was loaded).
+    #[error("cannot read the destinations file")]
+    Destinations(#[source] bcfy_config::ConfigError),
 }
 
 /// Runs the alerter until shutdown; returns once the evaluations and deliveries in flight have
@@ -90,7 +93,10 @@ pub async fn run(config: AlerterConfig, context: Context) -> Result<(), AlerterE
     let client = reqwest::Client::builder()
         .build()
         .map_err(AlerterError::Http)?;
-    for settings in &config.destinations {
+    let destinations = config
+        .all_destinations()
+        .map_err(AlerterError::Destinations)?;
+    for settings in &destinations {
         let url = settings
             .parsed_url()
             .map_err(|_| AlerterError::Url(settings.name.clone()))?;
@@ -155,7 +161,7 @@ pub async fn run(config: AlerterConfig, context: Context) -> Result<(), AlerterE
     context.set_ready();
     tracing::info!(
         rules = catalog.rules().len(),
-        destinations = config.destinations.len(),
+        destinations = destinations.len(),
         monitor = config.monitor.enabled,
         "Alerter started."
     );

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// 1 while a system condition is raised, by kind and subject.
     pub system_conditions: IntGaugeVec,
+    /// Each durable consumer's backlog (pending plus unacknowledged), as the monitor last read it.
+    pub consumer_backlog: IntGaugeVec,
 }
 
 impl Metrics {
@@ -81,6 +83,11 @@ impl Metrics {
                 "system_conditions",
                 "1 while a system condition is raised.",
                 &["kind", "subject"],
+            )?,
+            consumer_backlog: m.gauge_vec(
+                "consumer_backlog",
+                "Each durable consumer's backlog, pending plus unacknowledged.",
+                &["consumer"],
             )?,
         })
     }

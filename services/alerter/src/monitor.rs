@@ -189,6 +189,10 @@ impl Monitor {
                 .await?;
             for consumer in consumers {
                 let backlog = consumer.num_pending + consumer.num_ack_pending as u64;
+                self.metrics
+                    .consumer_backlog
+                    .with_label_values(&[&consumer.name])
+                    .set(i64::try_from(backlog).unwrap_or(i64::MAX));
                 let samples = memory.backlogs.entry(consumer.name.clone()).or_default();
                 samples.push_back((now, backlog));
                 // Keep one sample at or before the window's start, to know it spans it.

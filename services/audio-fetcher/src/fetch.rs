@@ -219,6 +219,9 @@ impl Fetcher {
                 self.metrics
                     .download_seconds
                     .observe(started.elapsed().as_secs_f64());
+                if let Some(latency) = bcfy_runtime::metrics::seconds_since(call.ts) {
+                    self.metrics.call_to_audio_seconds.observe(latency);
+                }
                 self.metrics.downloads.with_label_values(&["ok"]).inc();
                 self.metrics.bytes.inc_by(end.size);
                 tracing::debug!(bytes = end.size, resumes = end.resumes, "Audio published.");

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub bytes: IntCounter,
     /// Download latency in seconds (successful downloads).
     pub download_seconds: Histogram,
+    /// Seconds from the call's `ts` to its audio stored.
+    pub call_to_audio_seconds: Histogram,
     /// Redeliveries asked for, by reason.
     pub retries: IntCounterVec,
     /// Calls dead-lettered, by kind.
@@ -45,6 +47,11 @@ impl Metrics {
                 &[
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ],
+            )?,
+            call_to_audio_seconds: m.histogram(
+                "call_to_audio_seconds",
+                "From the call's logging upstream (ts) to its audio stored.",
+                bcfy_runtime::metrics::LATENCY_BUCKETS,
             )?,
             retries: m.counter_vec(
                 "retries_total",

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     /// Seconds one provider request took.
     pub stt_seconds: Histogram,
+    /// Seconds from the call's `ts` to its transcript stored.
+    pub call_to_transcript_seconds: Histogram,
     /// Provider seconds per second of audio.
     pub real_time_factor: Histogram,
     /// Seconds of audio transcribed.
@@ -48,6 +50,11 @@ impl Metrics {
                 "failures_total",
                 "Failed transcriptions, by kind.",
                 &["kind"],
+            )?,
+            call_to_transcript_seconds: m.histogram(
+                "call_to_transcript_seconds",
+                "From the call's logging upstream (ts) to its transcript stored.",
+                bcfy_runtime::metrics::LATENCY_BUCKETS,
             )?,
             stt_seconds: m.histogram(
                 "stt_duration_seconds",

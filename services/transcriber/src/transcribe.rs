@@ -317,6 +317,10 @@ impl Transcriber {
         match published {
             Ok(_) => {
                 self.metrics.transcriptions.inc();
+                let logged = result.call.as_ref().and_then(|call| call.ts);
+                if let Some(latency) = bcfy_runtime::metrics::seconds_since(logged) {
+                    self.metrics.call_to_transcript_seconds.observe(latency);
+                }
                 tracing::debug!(chars = result.text.len(), "Transcript published.");
                 self.ack(delivery).await;
             }

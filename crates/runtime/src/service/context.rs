@@ -69,13 +69,15 @@ impl Context {
     pub fn new(name: &'static str, shutdown: CancellationToken) -> Self {
         let readiness = Readiness::new();
         let started = readiness.latch(STARTED);
+        let registry = prometheus::Registry::new();
+        let signals = Signals::new(&registry).expect("a fresh registry has no metrics yet");
         Self {
             name,
             shutdown,
             readiness,
-            registry: prometheus::Registry::new(),
+            registry,
             started,
-            signals: Signals::default(),
+            signals,
         }
     }
 

@@ -1,7 +1,8 @@
 //! A service's health as the alerter's integration monitor reads it: a handful of figures
 //! (failures in a row, a refusal, a back-off) that the service's own code keeps current, sent
 //! as a [`ServiceStatus`] on core NATS `status.{service}` every [`REPORT_EVERY`] from the
-//! moment the service has connected. Core NATS, not a stream: only the latest report matters,
+//! moment the service has connected, and exported as the gauge `bcfy_health_signal{kind,
+//! subject}` for Prometheus' alert rules (one source for both). Core NATS, not a stream: only the latest report matters,
 //! and a replica that stops reporting is itself a signal (it is down).
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bcfy_proto::{ServiceStatus, Signal as SignalMessage};
+use prometheus::GaugeVec;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +28,36 @@ pub const UPSTREAM_BACKOFF: &str = "upstream_backoff";
 pub const STT_FAILURES: &str = "stt_failures";
 
 /// The figures of one replica, shared by its tasks; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Signals {
     figures: Arc<Mutex<BTreeMap<(&'static str, String), f64>>>,
+    gauge: GaugeVec,
 }
 
 impl Signals {
+    /// The figures of a replica whose metrics are in `registry`.
+    ///
+    /// # Errors
+    ///
+    /// When `bcfy_health_signal` is already registered there.
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let gauge = GaugeVec::new(
+            prometheus::Opts::new(
+                "bcfy_health_signal",
+                "Health figures the alerter's monitor also reads, by kind and subject.",
+            ),
+            &["kind", "subject"],
+        )?;
+        registry.register(Box::new(gauge.clone()))?;
+        Ok(Self {
+            figures: Arc::default(),
+            gauge,
+        })
+    }
+
     /// Sets figure `kind` about `subject`.
     pub fn set(&self, kind: &'static str, subject: &str, value: f64) {
+        self.gauge.with_label_values(&[kind, subject]).set(value);
         self.figures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -123,8 +147,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_report_holds_the_latest_figure_of_each_signal() {
-        let signals = Signals::default();
+    fn the_report_and_the_gauge_hold_the_latest_figure_of_each_signal() {
+        let registry = prometheus::Registry::new();
+        let signals = Signals::new(&registry).unwrap();
         signals.set(POLL_FAILURES, "fire", 2.0);
         let refused = signals.signal(CREDENTIALS_REFUSED, "openai");
         refused.set(1.0);
@@ -143,5 +168,8 @@ mod tests {
             ]
         );
         assert_eq!(report.service, "poller");
+        let gauge = &registry.gather()[0];
+        assert_eq!(gauge.name(), "bcfy_health_signal");
+        assert_eq!(gauge.get_metric().len(), 2);
     }
 }
