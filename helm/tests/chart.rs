@@ -185,6 +185,8 @@ fn lint_and_render_both_values_files_and_validate_the_manifests() {
         format!("{deploy}/compose/audio-fetcher.yaml"),
         format!("{deploy}/compose/transcriber.yaml"),
         format!("{deploy}/compose/archive-cache.yaml"),
+        format!("{deploy}/compose/alerter.yaml"),
+        chart.to_owned() + "/files/prometheus-rules.yaml",
     ];
     let mut args = vec![
         "-d",
@@ -577,4 +579,6 @@ fn the_compose_configs_load_in_their_services() {
         gateway.auth.anonymous_grant().is_some(),
         "compose lets local readers in"
     );
+    let alerter: bcfy_alerter::AlerterConfig = loads_as(&text("alerter")).expect("alerter");
+    assert_eq!(alerter.rules.len(), 2);
 }

@@ -33,7 +33,7 @@ pub struct Filter {
 /// The filters as typed on the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct FilterArgs {
-    /// Only this stage's dead letters (audio-fetcher, transcriber, poller).
+    /// Only this stage's dead letters (audio-fetcher, transcriber, poller, alerter).
     #[arg(long)]
     pub stage: Option<String>,
     /// Only this error kind (repeat for several; see `deploy/README.md` for each).

@@ -6,7 +6,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bcfy_bus::subject::ParsedSubject;
-use bcfy_proto::{AudioPayloadEvent, DeadLetter, LiveCallEnvelope, TranscriptionResult};
+use bcfy_proto::{Alert, AudioPayloadEvent, DeadLetter, LiveCallEnvelope, TranscriptionResult};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 
@@ -238,6 +238,10 @@ fn summary(subject: &str, kind: &str, payload: &[u8]) -> Result<Option<String>, 
                 event.stage, event.call_id, event.error_kind, event.reason
             )
         }
+        Some("Alert") => {
+            let event = Alert::decode(payload).map_err(|e| decode_error(kind, e))?;
+            format!("{at} ALERT  {}", event.summary)
+        }
         _ => format!("{at} {kind} on {subject} ({} bytes)", payload.len()),
     };
     Ok(Some(line))
@@ -355,5 +359,24 @@ mod tests {
             decoder.render(SUBJECT, Some(&content_type), &[0xff, 0xff], Format::Json),
             Err(TailError::Decode { .. })
         ));
+    }
+
+    #[test]
+    fn an_alert_is_shown_by_its_summary() {
+        let alert = Alert {
+            summary: "fire: \"structure fire\" on FD Dispatch".into(),
+            ..Alert::default()
+        };
+        let content_type = for_message::<Alert>();
+        let line = Decoder::new()
+            .render(
+                "alerts.fire.7001.2345.c",
+                Some(&content_type),
+                &alert.encode_to_vec(),
+                Format::Summary,
+            )
+            .expect("renders")
+            .expect("a line");
+        assert!(line.ends_with("ALERT  fire: \"structure fire\" on FD Dispatch"), "{line}");
     }
 }

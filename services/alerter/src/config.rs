@@ -402,6 +402,16 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_config_loads_and_every_rule_compiles() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo/alerter.yaml");
+        let config: AlerterConfig = ConfigSource::default().with_file(path).load().unwrap();
+        assert_eq!(config.rules.len(), 4);
+        for spec in config.rules {
+            crate::rule::Rule::compile(spec).unwrap();
+        }
+    }
+
+    #[test]
     fn destinations_come_from_the_config_and_the_destinations_file() {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(

@@ -160,6 +160,53 @@ async fn a_refused_alert_is_dead_lettered_with_the_answer_and_not_retried() {
 }
 
 #[tokio::test]
+async fn a_redriven_refusal_goes_to_the_destination_that_refused_it_only() {
+    let h = harness().await;
+    let refusing = Receiver::start(|n, _| {
+        if n == 0 {
+            (StatusCode::UNPROCESSABLE_ENTITY, vec![], "not yet".into())
+        } else {
+            (StatusCode::OK, vec![], String::new())
+        }
+    })
+    .await;
+    let accepting = Receiver::start(|_, _| (StatusCode::OK, vec![], String::new())).await;
+    let mut config = h.config(vec![keyword_rule("fire", &["fire"])]);
+    config.destinations = vec![refusing.destination("ops"), accepting.destination("archive")];
+    let _service = h.start(config);
+    let call = h.publish(&transcript(1, "fire")).await;
+    eventually(PATIENCE, "the refusal dead-lettered", || async {
+        let settled = h.settled(STREAM_ALERTS, &delivery_consumer("ops")).await;
+        let letters = h.js.get_stream(STREAM_DEAD_LETTERS).await.ok()?.info().await.ok()?.state.messages;
+        (settled && letters == 1 && accepting.accepted().len() == 1).then_some(())
+    })
+    .await;
+
+    let store = bcfy_deadletters::letters::Store::open(h.js.clone()).await.unwrap();
+    let letters = store
+        .read(&bcfy_deadletters::filter::Filter::default(), true)
+        .await
+        .unwrap();
+    let options = bcfy_deadletters::redrive::Options {
+        dry_run: false,
+        rate: 100.0,
+        purge: false,
+    };
+    bcfy_deadletters::redrive::run(&store, &letters, options, |_, _| {})
+        .await
+        .unwrap();
+    eventually(PATIENCE, "the redriven alert delivered to ops", || async {
+        let settled = h.settled(STREAM_ALERTS, &delivery_consumer("ops")).await
+            && h.settled(STREAM_ALERTS, &delivery_consumer("archive")).await;
+        (settled && refusing.accepted().len() == 1).then_some(())
+    })
+    .await;
+    let again = &refusing.accepted()[0];
+    assert_eq!(again.headers[IDEMPOTENCY_HEADER], format!("fire.{call}").as_str());
+    assert_eq!(accepting.received().len(), 1, "the other destination had it already");
+}
+
+#[tokio::test]
 async fn chat_destinations_get_their_own_format() {
     let h = harness().await;
     let receiver = Receiver::start(|_, _| (StatusCode::OK, vec![], "ok".into())).await;
