@@ -103,3 +103,9 @@ bench-stt:
 bench-search:
     cargo build --release --workspace --bins --locked
     cargo bench -p bcfy-e2e --bench search --locked
+
+# The alerter with 10,000 rules at 500 transcripts/s on one replica (figures in BENCHMARKS.md;
+# knobs in tests/benches/alerter.rs).
+bench-alerter:
+    cargo build --release --workspace --bins --locked
+    cargo bench -p bcfy-e2e --bench alerter --locked

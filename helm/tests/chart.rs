@@ -370,10 +370,9 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
         alerter_text.contains(&format!("destinations_file: {destinations_file}")),
         "{alerter_text}"
     );
-    let alerter: bcfy_alerter::AlerterConfig = loads_as(
-        &alerter_text.replace(destinations_file, &stand_in.path().display().to_string()),
-    )
-    .expect("the alerter loads its config");
+    let alerter: bcfy_alerter::AlerterConfig =
+        loads_as(&alerter_text.replace(destinations_file, &stand_in.path().display().to_string()))
+            .expect("the alerter loads its config");
     assert_eq!(alerter.rules.len(), 2);
     assert_eq!(alerter.monitor.poll_failures, 10);
     assert_eq!(alerter.all_destinations().expect("read").len(), 1);

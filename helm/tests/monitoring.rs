@@ -15,7 +15,10 @@ const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/bcfy-pipeline/files/prometheus-rules.yaml"
 );
-const RULE_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/prometheus-rules.test.yaml");
+const RULE_TESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/prometheus-rules.test.yaml"
+);
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/bcfy-pipeline/files/grafana-dashboard.json"
@@ -31,7 +34,10 @@ fn run(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{program} {args:?} failed:\n{text}");
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{text}"
+    );
     text
 }
 
@@ -117,14 +123,18 @@ fn the_chart_ships_the_checked_rules_and_dashboard() {
             .expect("the JSON"),
     )
     .expect("valid JSON");
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(DASHBOARD).expect("dashboard")).expect("JSON");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(DASHBOARD).expect("dashboard"))
+        .expect("JSON");
     assert_eq!(shipped, file);
     let panels = file["panels"].as_array().expect("panels");
     for panel in panels {
         let targets = panel["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "{}", panel["title"]);
-        assert!(targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())));
+        assert!(
+            targets
+                .iter()
+                .all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty()))
+        );
     }
     let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
     for wanted in [

@@ -10,11 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 
 /// Every service binary.
-pub const SERVICES: [&str; 5] = [
+pub const SERVICES: [&str; 6] = [
     "poller",
     "audio-fetcher",
     "transcriber",
     "archive-cache",
+    "alerter",
     "gateway",
 ];
 

@@ -108,7 +108,13 @@ fn check_config_lists_unknown_keys_with_every_other_problem() {
     let out = run("poller", &["check-config", "--config", &good], &[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Every service validates the same way; with defaults alone the others are valid.
-    for name in ["audio-fetcher", "transcriber", "archive-cache", "gateway"] {
+    for name in [
+        "audio-fetcher",
+        "transcriber",
+        "archive-cache",
+        "gateway",
+        "alerter",
+    ] {
         let out = run(name, &["check-config"], &[]);
         assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
         let out = run(

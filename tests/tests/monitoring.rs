@@ -35,7 +35,10 @@ impl Prometheus {
     fn start(dir: &Path, targets: &[u16]) -> Self {
         let port = free_port();
         let config = dir.join("prometheus.yml");
-        let targets: Vec<String> = targets.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
         std::fs::write(
             &config,
             format!(
@@ -46,7 +49,10 @@ impl Prometheus {
         .expect("written");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -96,7 +102,12 @@ fn dashboard_queries() -> Vec<(String, String)> {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .map(move |t| (title.clone(), t["expr"].as_str().unwrap_or_default().to_owned()))
+                .map(move |t| {
+                    (
+                        title.clone(),
+                        t["expr"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
         })
         .collect()
 }

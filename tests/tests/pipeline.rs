@@ -1,6 +1,6 @@
-//! The five services' binaries, as processes, against a real nats-server and bcfy-sim: every
+//! The six services' binaries, as processes, against a real nats-server and bcfy-sim: every
 //! call the simulator makes available ends as exactly one `transcription.complete` whose text is
-//! close to the clip's reference, each call is one OpenTelemetry trace across the five services
+//! close to the clip's reference, each call is one OpenTelemetry trace across the six services
 //! (exported over OTLP to a collector in this test), and the archive cache returns the calls the
 //! live path saw. A two-tone page among them is not sent to the engine and comes out with
 //! its tones, and each segment of a call with a `srcList` names its unit.
@@ -100,6 +100,15 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
                 "{}http:\n  listen_addr: 127.0.0.1:{}\n",
                 common(&nats.url(), "info"),
                 free_port()
+            ),
+            dir.path(),
+            &otel,
+        ),
+        Service::start_with_env(
+            "alerter",
+            &format!(
+                "{}rules:\n  - name: any-words\n    regex: \"\\\\w\"\n",
+                common(&nats.url(), "info")
             ),
             dir.path(),
             &otel,
@@ -254,7 +263,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     let keys: Vec<&str> = calls.iter().map(|c| c.key.as_str()).collect();
     let traces = eventually(
         PATIENCE,
-        "one trace per call across the five services",
+        "one trace per call across the six services",
         || {
             let spans = collector.spans();
             let keys = keys.clone();
@@ -266,7 +275,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     assert_eq!(distinct.len(), calls.len(), "a trace of its own per call");
 }
 
-/// The trace id of each call, once every call's trace holds spans from all five services and
+/// The trace id of each call, once every call's trace holds spans from all six services and
 /// starts at the poller's `call` span for that call.
 fn traces_per_call(spans: &[ReceivedSpan], keys: &[&str]) -> Option<BTreeMap<String, String>> {
     let mut traces = BTreeMap::new();

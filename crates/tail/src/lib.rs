@@ -377,6 +377,9 @@ mod tests {
             )
             .expect("renders")
             .expect("a line");
-        assert!(line.ends_with("ALERT  fire: \"structure fire\" on FD Dispatch"), "{line}");
+        assert!(
+            line.ends_with("ALERT  fire: \"structure fire\" on FD Dispatch"),
+            "{line}"
+        );
     }
 }

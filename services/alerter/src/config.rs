@@ -98,7 +98,7 @@ impl Validate for AlerterConfig {
         .validate(prefix, issues);
         if let Some(path) = &self.destinations_file {
             let at = join_path(prefix, "destinations_file");
-            match self.all_destinations() {
+            match self.all_destinations().map_err(|error| *error) {
                 Ok(all) => {
                     let mut names = std::collections::BTreeSet::new();
                     for destination in &all {
@@ -139,7 +139,7 @@ impl AlerterConfig {
     /// # Errors
     ///
     /// When the destinations file cannot be read or holds invalid destinations.
-    pub fn all_destinations(&self) -> Result<Vec<DestinationConfig>, ConfigError> {
+    pub fn all_destinations(&self) -> Result<Vec<DestinationConfig>, Box<ConfigError>> {
         let mut all = self.destinations.clone();
         if let Some(path) = &self.destinations_file {
             let file: DestinationsFile = ConfigSource::default().with_file(path).load()?;
@@ -403,7 +403,10 @@ mod tests {
 
     #[test]
     fn the_demo_config_loads_and_every_rule_compiles() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/demo/alerter.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/demo/alerter.yaml"
+        );
         let config: AlerterConfig = ConfigSource::default().with_file(path).load().unwrap();
         assert_eq!(config.rules.len(), 4);
         for spec in config.rules {

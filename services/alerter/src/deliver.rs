@@ -19,6 +19,7 @@ use hmac::{Hmac, Mac as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Sha256;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use url::Url;
 
 use crate::config::{DestinationConfig, DestinationKind};
@@ -63,6 +64,14 @@ impl Destination {
         let Some((delivery, alert)) = self.dead_letters.decode::<Alert>(delivery).await else {
             return;
         };
+        let span =
+            tracing::info_span!("deliver", destination = %self.config.name, alert = %alert.id);
+        delivery.follow_trace(&span);
+        self.deliver(delivery, alert).instrument(span).await;
+    }
+
+    /// Sends `alert` and settles its delivery.
+    async fn deliver(&self, delivery: Delivery, alert: Alert) {
         let name = self.config.name.as_str();
         let addressed = delivery
             .headers()

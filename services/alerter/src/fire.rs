@@ -17,6 +17,7 @@ use bcfy_proto::{Alert, Call, ShardKey, TranscriptionResult};
 use bcfy_runtime::service::DeadLetters;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
@@ -85,6 +86,23 @@ impl Evaluator {
             let reason = format!("`{}` is not a transcript subject", delivery.subject());
             return self.dead_letters.poison(delivery, &reason).await;
         };
+        let span = tracing::info_span!("alerts", call_id = %call_id);
+        // The call's trace goes on through its alerts (and their deliveries).
+        delivery.follow_trace(&span);
+        self.raise_all(delivery, result, shard, call_id, turn)
+            .instrument(span)
+            .await;
+    }
+
+    /// Evaluates the transcript, raises its alerts once its turn comes, and acks.
+    async fn raise_all(
+        &self,
+        delivery: Delivery,
+        result: TranscriptionResult,
+        shard: Shard,
+        call_id: CallId,
+        turn: Option<Turn>,
+    ) {
         let call = result.call.clone().unwrap_or_default();
         let started = call_start(&call);
         let age = Duration::from_secs(u64::try_from(now_epoch() - started).unwrap_or(0));

@@ -20,7 +20,7 @@
 //! - [`catalog`]: the file's and the bucket's rules, followed at runtime;
 //! - `fire`: a transcript to its alerts, with cooldowns;
 //! - `turns`: a talkgroup's alerts raised in the order of its transcripts;
-//! - [`format`]: what each kind of destination receives;
+//! - [`format`](mod@format): what each kind of destination receives;
 //! - [`deliver`]: one destination's deliveries;
 //! - `monitor`: the integration monitor;
 //! - [`metrics`]: Prometheus metrics.
@@ -64,7 +64,7 @@ pub enum AlerterError {
     Url(String),
     /// The destinations file cannot be read (it was valid when the config was loaded).
     #[error("cannot read the destinations file")]
-    Destinations(#[source] bcfy_config::ConfigError),
+    Destinations(#[source] Box<bcfy_config::ConfigError>),
 }
 
 /// Runs the alerter until shutdown; returns once the evaluations and deliveries in flight have

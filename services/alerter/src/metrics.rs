@@ -48,7 +48,8 @@ impl Metrics {
                 "evaluation_seconds",
                 "Seconds to evaluate every rule against one transcript.",
                 &[
-                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05,
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.001_5, 0.002, 0.003, 0.004,
+                    0.005, 0.01, 0.05,
                 ],
             )?,
             alerts: m.counter_vec("alerts_total", "Alerts published, by rule.", &["rule"])?,

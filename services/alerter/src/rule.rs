@@ -17,7 +17,7 @@ use crate::words::{Word, normalise};
 
 /// The longest regular expression a rule may compile to (bytes of the compiled program); a
 /// pathological expression is refused instead of slowing every transcript down.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// At most this many matches of one expression are reported.
 const REGEX_MATCHES_REPORTED: usize = 10;
 
@@ -217,6 +217,11 @@ impl Rule {
             ignore,
             regex,
         })
+    }
+
+    /// Its regular expression as compiled, if it has one.
+    pub(crate) fn pattern(&self) -> Option<&str> {
+        self.regex.as_ref().map(Regex::as_str)
     }
 
     /// What matched when the rule fires on `subject`, given the keyword matches already found

@@ -1,13 +1,16 @@
 //! Every rule in force, indexed so a transcript costs about one hash lookup per word however
 //! many rules there are: each keyword is filed under its first word, and only the rules whose
-//! keywords start somewhere in the transcript (plus those without keywords) are checked.
+//! keywords start somewhere in the transcript (plus those without keywords) are checked. Every
+//! rule's expression is also in one `RegexSet`, so one pass over the text tells which
+//! expressions can match instead of one pass per expression.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bcfy_proto::{AlertMatch, AlertMatchKind};
+use regex::{RegexSet, RegexSetBuilder};
 
-use crate::rule::{Rule, Subject, offset, phrase_at};
+use crate::rule::{REGEX_SIZE_LIMIT, Rule, Subject, offset, phrase_at};
 
 /// The rules in force, ready to evaluate.
 #[derive(Debug, Default)]
@@ -17,6 +20,9 @@ pub struct RuleSet {
     by_first_word: HashMap<String, Vec<(usize, usize)>>,
     /// Rules that have no keywords: checked on every transcript.
     without_keywords: Vec<usize>,
+    /// Every expression at once, and the rule of each (`None` when the set is too large to
+    /// compile: each expression is then tried on its own).
+    expressions: Option<(RegexSet, Vec<usize>)>,
 }
 
 /// A rule that fired, and what matched.
@@ -44,10 +50,21 @@ impl RuleSet {
                     .push((r, k));
             }
         }
+        let with_expression: Vec<usize> = (0..rules.len())
+            .filter(|&r| rules[r].pattern().is_some())
+            .collect();
+        let expressions =
+            RegexSetBuilder::new(with_expression.iter().filter_map(|&r| rules[r].pattern()))
+                .case_insensitive(true)
+                .size_limit(REGEX_SIZE_LIMIT.saturating_mul(with_expression.len().max(1)))
+                .build()
+                .ok()
+                .map(|set| (set, with_expression));
         Self {
             rules,
             by_first_word,
             without_keywords,
+            expressions,
         }
     }
 
@@ -88,10 +105,24 @@ impl RuleSet {
                 }
             }
         }
+        let expressions_matching: Option<HashSet<usize>> =
+            self.expressions.as_ref().map(|(set, rules)| {
+                set.matches(subject.text)
+                    .into_iter()
+                    .map(|i| rules[i])
+                    .collect()
+            });
         let mut candidates: Vec<usize> = keyword_matches
             .keys()
             .copied()
             .chain(self.without_keywords.iter().copied())
+            // A rule whose expression cannot match cannot fire.
+            .filter(|&r| {
+                self.rules[r].pattern().is_none()
+                    || expressions_matching
+                        .as_ref()
+                        .is_none_or(|matching| matching.contains(&r))
+            })
             .collect();
         candidates.sort_unstable();
         candidates
@@ -340,6 +371,29 @@ mod tests {
                 ..keywords("bad-regex", &[])
             })
             .starts_with("rule `bad-regex`: regex: ")
+        );
+    }
+
+    #[test]
+    fn among_many_expressions_only_those_that_match_fire() {
+        let specs = (0..300)
+            .map(|n| RuleSpec {
+                name: format!("box-{n}"),
+                regex: Some(format!(r"\bbox alarm {n}\b")),
+                ..RuleSpec::default()
+            })
+            .collect();
+        let rules = set(specs);
+        assert!(rules.expressions.is_some(), "one set for all of them");
+        assert_eq!(
+            fired(
+                &rules,
+                &call("Box Alarm 42 for the mall, box alarm 142 next door")
+            ),
+            [
+                ("box-42".to_owned(), vec!["Box Alarm 42".to_owned()]),
+                ("box-142".to_owned(), vec!["box alarm 142".to_owned()])
+            ]
         );
     }
 

@@ -172,17 +172,30 @@ async fn a_redriven_refusal_goes_to_the_destination_that_refused_it_only() {
     .await;
     let accepting = Receiver::start(|_, _| (StatusCode::OK, vec![], String::new())).await;
     let mut config = h.config(vec![keyword_rule("fire", &["fire"])]);
-    config.destinations = vec![refusing.destination("ops"), accepting.destination("archive")];
+    config.destinations = vec![
+        refusing.destination("ops"),
+        accepting.destination("archive"),
+    ];
     let _service = h.start(config);
     let call = h.publish(&transcript(1, "fire")).await;
     eventually(PATIENCE, "the refusal dead-lettered", || async {
         let settled = h.settled(STREAM_ALERTS, &delivery_consumer("ops")).await;
-        let letters = h.js.get_stream(STREAM_DEAD_LETTERS).await.ok()?.info().await.ok()?.state.messages;
+        let letters =
+            h.js.get_stream(STREAM_DEAD_LETTERS)
+                .await
+                .ok()?
+                .info()
+                .await
+                .ok()?
+                .state
+                .messages;
         (settled && letters == 1 && accepting.accepted().len() == 1).then_some(())
     })
     .await;
 
-    let store = bcfy_deadletters::letters::Store::open(h.js.clone()).await.unwrap();
+    let store = bcfy_deadletters::letters::Store::open(h.js.clone())
+        .await
+        .unwrap();
     let letters = store
         .read(&bcfy_deadletters::filter::Filter::default(), true)
         .await
@@ -197,13 +210,21 @@ async fn a_redriven_refusal_goes_to_the_destination_that_refused_it_only() {
         .unwrap();
     eventually(PATIENCE, "the redriven alert delivered to ops", || async {
         let settled = h.settled(STREAM_ALERTS, &delivery_consumer("ops")).await
-            && h.settled(STREAM_ALERTS, &delivery_consumer("archive")).await;
+            && h.settled(STREAM_ALERTS, &delivery_consumer("archive"))
+                .await;
         (settled && refusing.accepted().len() == 1).then_some(())
     })
     .await;
     let again = &refusing.accepted()[0];
-    assert_eq!(again.headers[IDEMPOTENCY_HEADER], format!("fire.{call}").as_str());
-    assert_eq!(accepting.received().len(), 1, "the other destination had it already");
+    assert_eq!(
+        again.headers[IDEMPOTENCY_HEADER],
+        format!("fire.{call}").as_str()
+    );
+    assert_eq!(
+        accepting.received().len(),
+        1,
+        "the other destination had it already"
+    );
 }
 
 #[tokio::test]
