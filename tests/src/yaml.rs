@@ -52,3 +52,24 @@ pub fn directory(sim: &Simulator) -> String {
         c.catalog_key, c.app_id, c.api_key_id, c.api_key, c.username, c.password
     )
 }
+
+/// A poller following talkgroup `sid`/`tg` on the simulator with one shard, `fire`, polling
+/// every second.
+pub fn poller(nats_url: &str, sim: &Simulator, sid: i64, tg: i64) -> String {
+    format!(
+        "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    groups: [\"{sid}-{tg}\"]\n",
+        common(nats_url, "info"),
+        site(sim, true)
+    )
+}
+
+/// The transcriber with the built-in engine and the tiny.en model that `scripts/tools.sh`
+/// installs, one call at a time on two threads.
+pub fn whisper_transcriber(nats_url: &str) -> String {
+    format!(
+        "{}transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n",
+        common(nats_url, "info"),
+        bcfy_test_support::speech::tiny_en_model_dir().display(),
+        bcfy_test_support::speech::model_cache_dir().display()
+    )
+}

@@ -11,11 +11,10 @@ use async_nats::jetstream;
 use bcfy_bus::topology::STREAM_ALERTS;
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
-use bcfy_e2e::yaml::{common, site};
+use bcfy_e2e::yaml::{common, poller, site, whisper_transcriber};
 use bcfy_proto::Alert;
 use bcfy_simulator::faults::{Fault, Route};
 use bcfy_simulator::{CallSpec, SimConfig, Simulator, clips};
-use bcfy_test_support::speech::{model_cache_dir, tiny_en_model_dir};
 use bcfy_test_support::{NatsServer, eventually};
 use prost::Message as _;
 
@@ -90,30 +89,13 @@ async fn spoken_keywords_and_tone_outs_fire_their_rules_once() {
         common(&nats.url(), "info")
     );
     let _services = [
-        Service::start(
-            "poller",
-            &format!(
-                "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    groups: [\"{SID}-{TG}\"]\n",
-                common(&nats.url(), "info"),
-                site(&sim, true)
-            ),
-            dir.path(),
-        ),
+        Service::start("poller", &poller(&nats.url(), &sim, SID, TG), dir.path()),
         Service::start(
             "audio-fetcher",
             &format!("{}{}", common(&nats.url(), "info"), site(&sim, false)),
             dir.path(),
         ),
-        Service::start(
-            "transcriber",
-            &format!(
-                "{}transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n",
-                common(&nats.url(), "info"),
-                tiny_en_model_dir().display(),
-                model_cache_dir().display()
-            ),
-            dir.path(),
-        ),
+        Service::start("transcriber", &whisper_transcriber(&nats.url()), dir.path()),
         Service::start("alerter", &alerter, dir.path()),
         Service::start("alerter", &alerter, dir.path()),
     ];

@@ -12,12 +12,12 @@ use async_nats::jetstream;
 use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
-use bcfy_e2e::yaml::{common, free_port, site};
+use bcfy_e2e::yaml::{common, free_port, poller, site, whisper_transcriber};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{GetArchivedCallsRequest, TranscriptionResult};
 use bcfy_simulator::{CallSpec, SimConfig, Simulator, clips};
 use bcfy_test_support::otlp::{Collector, ReceivedSpan};
-use bcfy_test_support::speech::{model_cache_dir, tiny_en_model_dir, word_error_rate};
+use bcfy_test_support::speech::word_error_rate;
 use bcfy_test_support::{NatsServer, eventually};
 use prost::Message as _;
 
@@ -69,11 +69,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
     let _services = [
         Service::start_with_env(
             "poller",
-            &format!(
-                "{}{}live_producer:\n  poll_interval: 1s\nshards:\n  - name: fire\n    groups: [\"{SID}-{TG}\"]\n",
-                common(&nats.url(), "info"),
-                site(&sim, true)
-            ),
+            &poller(&nats.url(), &sim, SID, TG),
             dir.path(),
             &otel,
         ),
@@ -85,12 +81,7 @@ async fn every_call_becomes_exactly_one_transcript_and_the_archive_agrees() {
         ),
         Service::start_with_env(
             "transcriber",
-            &format!(
-                "{}transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n",
-                common(&nats.url(), "info"),
-                tiny_en_model_dir().display(),
-                model_cache_dir().display()
-            ),
+            &whisper_transcriber(&nats.url()),
             dir.path(),
             &otel,
         ),

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use bcfy_words::{Number, NumberWord};
+
 /// The workspace root (two levels above this crate).
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,45 +35,6 @@ pub fn model_cache_dir() -> PathBuf {
     target.join("whisper-models")
 }
 
-/// What a number word adds, and how it combines with the words before it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum NumberWord {
-    /// zero … nine
-    Unit(u64),
-    /// ten … nineteen
-    Teen(u64),
-    /// twenty … ninety
-    Tens(u64),
-    Hundred,
-}
-
-fn number_word(word: &str) -> Option<NumberWord> {
-    const UNITS: [&str; 10] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    ];
-    const TEENS: [&str; 10] = [
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 8] = [
-        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    let at = |table: &[&str]| table.iter().position(|w| *w == word).map(|i| i as u64);
-    at(&UNITS)
-        .map(NumberWord::Unit)
-        .or_else(|| at(&TEENS).map(|i| NumberWord::Teen(10 + i)))
-        .or_else(|| at(&TENS).map(|i| NumberWord::Tens(20 + 10 * i)))
-        .or_else(|| (word == "hundred").then_some(NumberWord::Hundred))
-}
-
 /// Lower-case words with punctuation removed, hyphens and slashes split, ordinal suffixes on
 /// digits dropped ("5th" → "5"), and runs of spelled numbers read as numbers the way they are
 /// said on the radio: "four hundred" → 400, "twenty two" → 22, "ten four" → 10 4.
@@ -86,16 +49,16 @@ pub fn normalised_words(text: &str) -> Vec<String> {
         .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
         .collect();
     let mut out = Vec::new();
-    let mut number: Option<(u64, NumberWord)> = None;
-    let flush = |out: &mut Vec<String>, number: &mut Option<(u64, NumberWord)>| {
-        if let Some((value, _)) = number.take() {
-            out.push(value.to_string());
+    let mut number: Option<Number> = None;
+    let flush = |out: &mut Vec<String>, number: Option<Number>| {
+        if let Some(said) = number {
+            out.push(said.value.to_string());
         }
     };
     for word in spaced.split_whitespace() {
         let word = word.trim_matches('\'');
-        let Some(kind) = number_word(word) else {
-            flush(&mut out, &mut number);
+        let Some(part) = NumberWord::parse(word) else {
+            flush(&mut out, number.take());
             let digits = word.trim_end_matches(char::is_alphabetic);
             let ordinal = !digits.is_empty()
                 && digits.chars().all(|c| c.is_ascii_digit())
@@ -103,33 +66,21 @@ pub fn normalised_words(text: &str) -> Vec<String> {
             out.push(if ordinal { digits } else { word }.to_owned());
             continue;
         };
-        let combined = match (number, kind) {
-            // "twenty two"
-            (Some((value, NumberWord::Tens(_))), NumberWord::Unit(n))
-            // "four hundred two", "four hundred twenty"
-            | (
-                Some((value, NumberWord::Hundred)),
-                NumberWord::Unit(n) | NumberWord::Teen(n) | NumberWord::Tens(n),
-            ) => Some((value + n, kind)),
-            // "four hundred"
-            (Some((value, NumberWord::Unit(_) | NumberWord::Teen(_))), NumberWord::Hundred) => {
-                Some((value * 100, kind))
-            }
-            _ => None,
-        };
-        number = combined.or_else(|| {
-            // A new number ("ten four" → 10 4).
-            flush(&mut out, &mut number);
-            match kind {
-                NumberWord::Unit(n) | NumberWord::Teen(n) | NumberWord::Tens(n) => Some((n, kind)),
-                NumberWord::Hundred => {
+        number = match number.take() {
+            Some(said) if let Some(joined) = said.then(part) => Some(joined),
+            before => {
+                // A new number ("ten four" → 10 4); "hundred" alone stays a word.
+                flush(&mut out, before);
+                if part == NumberWord::Hundred {
                     out.push("hundred".to_owned());
                     None
+                } else {
+                    Some(Number::start(part))
                 }
             }
-        });
+        };
     }
-    flush(&mut out, &mut number);
+    flush(&mut out, number);
     out
 }
 

@@ -15,6 +15,7 @@ use bcfy_bus::subject::{self, ParsedSubject};
 use bcfy_bus::{Backoff, CallId, Delivery, Publisher, Shard};
 use bcfy_proto::{Alert, Call, ShardKey, TranscriptionResult};
 use bcfy_runtime::service::DeadLetters;
+use bcfy_words::words;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -24,7 +25,6 @@ use crate::metrics::Metrics;
 use crate::rule::Subject;
 use crate::rules::Fired;
 use crate::turns::{Turn, Turns};
-use crate::words::words;
 
 /// The delay before retrying a transcript whose alert could not be raised (the bucket or the
 /// stream was not available) on its `attempt`.

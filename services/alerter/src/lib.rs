@@ -14,7 +14,6 @@
 //! # Layout
 //!
 //! - [`config`]: the settings ([`AlerterConfig`]);
-//! - [`words`]: a transcript as whole, normalised words;
 //! - [`rule`]: one rule, written and compiled;
 //! - [`rules`]: the rules in force, indexed by first word;
 //! - [`catalog`]: the file's and the bucket's rules, followed at runtime;
@@ -35,7 +34,6 @@ mod monitor;
 pub mod rule;
 pub mod rules;
 mod turns;
-pub mod words;
 
 use std::sync::Arc;
 use std::time::Duration;

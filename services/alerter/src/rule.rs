@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use bcfy_config::units;
 use bcfy_proto::{AlertMatch, AlertMatchKind, Tone, ToneKind};
+use bcfy_words::{Word, normalise};
 use regex::Regex;
 use serde::Deserialize;
-
-use crate::words::{Word, normalise};
 
 /// The longest regular expression a rule may compile to (bytes of the compiled program); a
 /// pathological expression is refused instead of slowing every transcript down.

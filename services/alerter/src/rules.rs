@@ -142,10 +142,10 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use bcfy_proto::{Tone, ToneKind};
+    use bcfy_words::words;
 
     use super::*;
     use crate::rule::{RuleSpec, TonePair};
-    use crate::words::words;
 
     fn set(specs: Vec<RuleSpec>) -> RuleSet {
         RuleSet::new(

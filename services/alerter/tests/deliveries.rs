@@ -13,6 +13,7 @@ use bcfy_alerter::deliver::{DESTINATION_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HE
 use bcfy_bus::topology::{STREAM_ALERTS, STREAM_DEAD_LETTERS};
 use bcfy_proto::DeadLetter;
 use bcfy_test_support::eventually;
+use bcfy_test_support::nats::stream_messages;
 use secrecy::SecretString;
 use support::{PATIENCE, Receiver, harness, keyword_rule, transcript};
 
@@ -127,9 +128,8 @@ async fn a_refused_alert_is_dead_lettered_with_the_answer_and_not_retried() {
         format!("fire.{delivered}").as_str()
     );
     let letters = eventually(PATIENCE, "the dead letter", || async {
-        let mut stream = h.js.get_stream(STREAM_DEAD_LETTERS).await.unwrap();
-        let last = stream.info().await.unwrap().state.last_sequence;
-        (last > 0).then_some(last)
+        let stored = stream_messages(&h.js, STREAM_DEAD_LETTERS).await;
+        (stored > 0).then_some(stored)
     })
     .await;
     assert_eq!(letters, 1);
@@ -180,15 +180,7 @@ async fn a_redriven_refusal_goes_to_the_destination_that_refused_it_only() {
     let call = h.publish(&transcript(1, "fire")).await;
     eventually(PATIENCE, "the refusal dead-lettered", || async {
         let settled = h.settled(STREAM_ALERTS, &delivery_consumer("ops")).await;
-        let letters =
-            h.js.get_stream(STREAM_DEAD_LETTERS)
-                .await
-                .ok()?
-                .info()
-                .await
-                .ok()?
-                .state
-                .messages;
+        let letters = stream_messages(&h.js, STREAM_DEAD_LETTERS).await;
         (settled && letters == 1 && accepting.accepted().len() == 1).then_some(())
     })
     .await;

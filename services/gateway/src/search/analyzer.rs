@@ -5,6 +5,7 @@
 //! number out does so word by word. The same analyzer reads queries, so a query matches either
 //! spelling.
 
+use bcfy_words::NumberWord;
 use tantivy::tokenizer::{
     LowerCaser, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
@@ -20,39 +21,11 @@ pub fn analyzer() -> TextAnalyzer {
         .build()
 }
 
-/// The digits a lower-case number word stands for.
-fn digits(word: &str) -> Option<&'static str> {
-    Some(match word {
-        "zero" => "0",
-        "one" => "1",
-        "two" => "2",
-        "three" => "3",
-        "four" => "4",
-        "five" => "5",
-        "six" => "6",
-        "seven" => "7",
-        "eight" => "8",
-        "nine" => "9",
-        "ten" => "10",
-        "eleven" => "11",
-        "twelve" => "12",
-        "thirteen" => "13",
-        "fourteen" => "14",
-        "fifteen" => "15",
-        "sixteen" => "16",
-        "seventeen" => "17",
-        "eighteen" => "18",
-        "nineteen" => "19",
-        "twenty" => "20",
-        "thirty" => "30",
-        "forty" => "40",
-        "fifty" => "50",
-        "sixty" => "60",
-        "seventy" => "70",
-        "eighty" => "80",
-        "ninety" => "90",
-        _ => return None,
-    })
+/// The digits a lower-case number word stands for; "hundred" alone is left as a word.
+fn digits(word: &str) -> Option<String> {
+    NumberWord::parse(word)
+        .filter(|number| *number != NumberWord::Hundred)
+        .map(|number| number.value().to_string())
 }
 
 /// Rewrites number words as digits (after lower-casing).
@@ -89,7 +62,7 @@ impl<T: TokenStream> TokenStream for NumberWordsStream<T> {
             return false;
         }
         if let Some(number) = digits(&self.0.token().text) {
-            number.clone_into(&mut self.0.token_mut().text);
+            self.0.token_mut().text = number;
         }
         true
     }
