@@ -56,7 +56,8 @@ fn simulator_config() -> SimConfig {
     config
 }
 
-/// Consumer timings short enough that a killed replica's calls come back within seconds.
+/// Consumer timings short enough that a killed replica's calls come back within seconds, and a
+/// block claim that a killed archive cache (or a NATS restart) leaves behind lapses as soon.
 fn service_configs(
     nats: &str,
     sim: &Simulator,
@@ -102,7 +103,7 @@ fn service_configs(
         (
             "archive-cache",
             format!(
-                "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\n",
+                "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\ncache:\n  claim_ttl: 5s\n",
                 common(nats, "info"),
                 site(sim, true)
             ),
