@@ -186,6 +186,10 @@ pub enum Provider {
     Openai,
     /// The built-in whisper.cpp engine (`transcription.whisper.*`); no server.
     Whisper,
+    /// Deepgram's pre-recorded API (`model` e.g. `nova-3`; `api_key` sent as `Token`).
+    Deepgram,
+    /// AssemblyAI's asynchronous API (`model` is the `speech_model`, e.g. `universal`).
+    Assemblyai,
 }
 
 impl Provider {
@@ -194,6 +198,8 @@ impl Provider {
         match self {
             Provider::Openai => "openai",
             Provider::Whisper => "whisper",
+            Provider::Deepgram => "deepgram",
+            Provider::Assemblyai => "assemblyai",
         }
     }
 }
@@ -232,9 +238,11 @@ pub struct TranscriptionConfig {
     pub provider: Provider,
     /// The model name sent to the provider.
     pub model: String,
-    /// The transcription endpoint; OpenAI's when unset.
+    /// The transcription endpoint; OpenAI's (Deepgram's for `deepgram`, AssemblyAI's base
+    /// URL for `assemblyai`) when unset.
     pub endpoint_url: Option<Url>,
-    /// Sent as `Authorization: Bearer …` when set.
+    /// Sent as `Authorization: Bearer …` (`Token …` to Deepgram, the bare key to AssemblyAI)
+    /// when set.
     #[schemars(with = "Option<String>")]
     #[serde(serialize_with = "bcfy_config::print::masked")]
     pub api_key: Option<SecretString>,
@@ -246,6 +254,10 @@ pub struct TranscriptionConfig {
     #[serde(with = "units::duration")]
     #[schemars(with = "units::DurationSchema")]
     pub request_timeout: Duration,
+    /// How long `assemblyai` polls a transcript before the call is retried later.
+    #[serde(with = "units::duration")]
+    #[schemars(with = "units::DurationSchema")]
+    pub poll_timeout: Duration,
     /// The form field that carries the model: `model` for OpenAI, `model_name` for
     /// faster-whisper-server 0.0.3.
     pub model_field: String,
@@ -319,6 +331,7 @@ impl Default for TranscriptionConfig {
             language: Some("en".to_owned()),
             max_concurrency: 2,
             request_timeout: Duration::from_secs(120),
+            poll_timeout: Duration::from_secs(300),
             model_field: "model".to_owned(),
             response_format: ResponseFormat::VerboseJson,
             prompts: BTreeMap::new(),
@@ -337,9 +350,14 @@ impl TranscriptionConfig {
 
     /// The endpoint requests go to.
     pub fn endpoint(&self) -> Url {
+        let default = match self.provider {
+            Provider::Deepgram => crate::deepgram::DEEPGRAM_ENDPOINT,
+            Provider::Assemblyai => crate::assemblyai::ASSEMBLYAI_ENDPOINT,
+            Provider::Openai | Provider::Whisper => OPENAI_ENDPOINT,
+        };
         self.endpoint_url
             .clone()
-            .unwrap_or_else(|| Url::parse(OPENAI_ENDPOINT).expect("a valid constant URL"))
+            .unwrap_or_else(|| Url::parse(default).expect("a valid constant URL"))
     }
 }
 
@@ -364,6 +382,25 @@ impl Validate for TranscriptionConfig {
             issues.push(ConfigIssue::new(
                 prefix,
                 "request_timeout",
+                "must be at least 1s",
+            ));
+        }
+        if matches!(self.provider, Provider::Deepgram | Provider::Assemblyai)
+            && self.api_key.is_none()
+        {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "api_key",
+                format!(
+                    "is required with provider `{}` (or BCFY_TRANSCRIPTION__API_KEY)",
+                    self.provider.as_str()
+                ),
+            ));
+        }
+        if self.poll_timeout < Duration::from_secs(1) {
+            issues.push(ConfigIssue::new(
+                prefix,
+                "poll_timeout",
                 "must be at least 1s",
             ));
         }
@@ -428,6 +465,24 @@ mod tests {
         assert_eq!(c.max_concurrency, 2);
         assert!(c.endpoint_url.is_none() && c.api_key.is_none());
         assert_eq!(c.endpoint().as_str(), OPENAI_ENDPOINT);
+    }
+
+    #[test]
+    fn hosted_providers_need_a_key_and_have_their_own_default_endpoint() {
+        for (provider, endpoint) in [
+            (Provider::Deepgram, crate::deepgram::DEEPGRAM_ENDPOINT),
+            (Provider::Assemblyai, crate::assemblyai::ASSEMBLYAI_ENDPOINT),
+        ] {
+            let c = TranscriptionConfig {
+                provider,
+                ..TranscriptionConfig::default()
+            };
+            assert_eq!(c.endpoint().as_str(), endpoint);
+            let mut issues = Vec::new();
+            c.validate("transcription", &mut issues);
+            let settings: Vec<&str> = issues.iter().map(|i| i.setting.as_str()).collect();
+            assert_eq!(settings, ["transcription.api_key"]);
+        }
     }
 
     #[test]

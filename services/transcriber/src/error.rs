@@ -28,6 +28,12 @@ pub enum TranscriptionError {
         /// What was wrong.
         reason: String,
     },
+    /// The provider finished the call with an error of its own (audio it cannot read).
+    #[error("the STT provider rejected the call: {reason}")]
+    Rejected {
+        /// The provider's reason.
+        reason: String,
+    },
     /// The answer had no text, or only whitespace.
     #[error("the STT answer has no text")]
     EmptyText,
@@ -54,6 +60,7 @@ impl TranscriptionError {
                 *status == 408 || *status == 429 || *status >= 500
             }
             TranscriptionError::BadResponse { .. }
+            | TranscriptionError::Rejected { .. }
             | TranscriptionError::EmptyText
             | TranscriptionError::Undecodable(_)
             | TranscriptionError::Engine(_)
@@ -90,7 +97,9 @@ impl TranscriptionError {
                 status: 401..=403, ..
             } => "stt_refused",
             TranscriptionError::Status { status, .. } if *status >= 500 => "stt_server_error",
-            TranscriptionError::Status { .. } => "stt_rejected",
+            TranscriptionError::Status { .. } | TranscriptionError::Rejected { .. } => {
+                "stt_rejected"
+            }
             TranscriptionError::BadResponse { .. } => "stt_bad_response",
             TranscriptionError::EmptyText => "stt_empty_text",
             TranscriptionError::Undecodable(_) => "stt_undecodable",
@@ -126,6 +135,9 @@ mod tests {
     fn every_kind_a_call_is_given_up_for_is_a_known_dead_letter_kind() {
         let given_up = [
             status(400),
+            TranscriptionError::Rejected {
+                reason: String::new(),
+            },
             TranscriptionError::BadResponse {
                 reason: String::new(),
             },

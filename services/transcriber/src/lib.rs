@@ -10,6 +10,9 @@
 //! - [`config`]: the settings, [`TranscriberConfig`] and the spec's [`TranscriptionConfig`];
 //! - [`provider`]: the configured [`Provider`] behind one interface;
 //! - [`openai`]: the provider for any OpenAI-compatible `/v1/audio/transcriptions` endpoint;
+//! - [`deepgram`]: the provider for Deepgram's pre-recorded API;
+//! - [`assemblyai`]: the provider for AssemblyAI's asynchronous API (upload, create, poll);
+//! - `http`: what the server providers share (client, status and body mapping);
 //! - [`whisper`]: the built-in whisper.cpp engine;
 //! - [`error`]: [`TranscriptionError`], transient or permanent;
 //! - `gate`: the back-off that protects the provider after repeated failures (a refused key
@@ -20,11 +23,14 @@
 //! - `transcribe`: one audio message to at most one transcript, and its failure handling;
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod assemblyai;
 pub mod cleanup;
 pub mod config;
+pub mod deepgram;
 pub mod error;
 mod gate;
 pub mod hearing;
+mod http;
 pub mod metrics;
 pub mod openai;
 pub mod provider;
@@ -38,7 +44,9 @@ use bcfy_bus::Stage;
 use bcfy_bus::topology::ConsumerSpec;
 use bcfy_runtime::service::{Context, DeadLetters, Refusals, StartError};
 
+pub use assemblyai::AssemblyAiProvider;
 pub use config::{TranscriberConfig, TranscriptionConfig};
+pub use deepgram::DeepgramProvider;
 pub use error::TranscriptionError;
 pub use openai::OpenAiProvider;
 pub use provider::{Provider, ProviderError, Transcript};

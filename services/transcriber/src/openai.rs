@@ -4,7 +4,6 @@
 //! `prompt` and `response_format`, and `Authorization: Bearer` when a key is set. The answer's
 //! `.text` is the transcript; `verbose_json` adds segments, the language and the duration.
 
-use bcfy_broadcastify::error::sanitize_snippet;
 use bcfy_proto::TranscriptSegment;
 use bytes::Bytes;
 use reqwest::multipart::{Form, Part};
@@ -14,6 +13,7 @@ use url::Url;
 
 use crate::config::{ResponseFormat, TranscriptionConfig};
 use crate::error::TranscriptionError;
+use crate::http;
 use crate::provider::Transcript;
 
 /// The answer body; unknown fields are ignored (servers add their own).
@@ -66,12 +66,8 @@ impl OpenAiProvider {
     ///
     /// When the HTTP client cannot be built (TLS setup).
     pub fn new(config: &TranscriptionConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .user_agent(concat!("bcfy-transcriber/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Self {
-            http,
+            http: http::client(config)?,
             endpoint: config.endpoint(),
             api_key: config.api_key.clone(),
             model: config.model.clone(),
@@ -119,28 +115,12 @@ impl OpenAiProvider {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let transport = |e: reqwest::Error| TranscriptionError::Transport {
-            reason: e.without_url().to_string(),
-        };
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let retry_after = bcfy_broadcastify::retry_after::from_headers(response.headers());
-        let body = response.bytes().await.map_err(transport)?;
-        if !status.is_success() {
-            return Err(TranscriptionError::Status {
-                status: status.as_u16(),
-                retry_after,
-                snippet: sanitize_snippet(&body),
-            });
-        }
+        let body = http::answer(request).await?;
         self.read_answer(&body)
     }
 
     fn read_answer(&self, body: &[u8]) -> Result<Transcript, TranscriptionError> {
-        let answer: Answer =
-            serde_json::from_slice(body).map_err(|e| TranscriptionError::BadResponse {
-                reason: format!("{e}: {}", sanitize_snippet(body)),
-            })?;
+        let answer: Answer = http::json(body)?;
         let text = answer.text.as_deref().map(str::trim).unwrap_or_default();
         if text.is_empty() {
             return Err(TranscriptionError::EmptyText);

@@ -1,12 +1,15 @@
 //! The providers behind one interface: the whole call's audio in, a [`Transcript`] or a
-//! [`TranscriptionError`] out. `openai` talks to a server; `whisper` runs the built-in engine.
+//! [`TranscriptionError`] out. `openai`, `deepgram` and `assemblyai` talk to a server;
+//! `whisper` runs the built-in engine.
 
 use std::sync::Arc;
 
 use bcfy_proto::TranscriptSegment;
 use bytes::Bytes;
 
+use crate::assemblyai::AssemblyAiProvider;
 use crate::config::{Provider as ProviderName, TranscriptionConfig};
+use crate::deepgram::DeepgramProvider;
 use crate::error::TranscriptionError;
 use crate::openai::OpenAiProvider;
 use crate::whisper::WhisperProvider;
@@ -52,6 +55,10 @@ pub enum ProviderError {
 pub enum Provider {
     /// An OpenAI-compatible server.
     OpenAi(OpenAiProvider),
+    /// Deepgram's pre-recorded API.
+    Deepgram(DeepgramProvider),
+    /// AssemblyAI's asynchronous API.
+    AssemblyAi(AssemblyAiProvider),
     /// The built-in engine (shared by every task of this replica).
     Whisper(Arc<WhisperProvider>),
 }
@@ -68,6 +75,12 @@ impl Provider {
             ProviderName::Openai => OpenAiProvider::new(config)
                 .map(Provider::OpenAi)
                 .map_err(ProviderError::Http),
+            ProviderName::Deepgram => DeepgramProvider::new(config)
+                .map(Provider::Deepgram)
+                .map_err(ProviderError::Http),
+            ProviderName::Assemblyai => AssemblyAiProvider::new(config)
+                .map(Provider::AssemblyAi)
+                .map_err(ProviderError::Http),
             ProviderName::Whisper => {
                 let config = config.clone();
                 tokio::task::spawn_blocking(move || WhisperProvider::load(&config))
@@ -82,6 +95,8 @@ impl Provider {
     pub fn model(&self) -> &str {
         match self {
             Provider::OpenAi(provider) => provider.model(),
+            Provider::Deepgram(provider) => provider.model(),
+            Provider::AssemblyAi(provider) => provider.model(),
             Provider::Whisper(provider) => provider.model(),
         }
     }
@@ -102,6 +117,8 @@ impl Provider {
     ) -> Result<Transcript, TranscriptionError> {
         match self {
             Provider::OpenAi(provider) => provider.transcribe(audio, content_type, prompt).await,
+            Provider::Deepgram(provider) => provider.transcribe(audio, content_type).await,
+            Provider::AssemblyAi(provider) => provider.transcribe(audio).await,
             Provider::Whisper(provider) => {
                 Arc::clone(provider)
                     .transcribe(audio, content_type, prompt, samples)

@@ -6,7 +6,7 @@
 pub(crate) mod harness;
 
 use bcfy_test_support::FakeStt;
-use bcfy_transcriber::{OpenAiProvider, TranscriptionConfig};
+use bcfy_transcriber::{OpenAiProvider, Transcript, TranscriptionConfig, TranscriptionError};
 
 /// The OpenAI-compatible provider pointed at `stt`, with `configure` applied.
 pub(crate) fn provider(
@@ -19,4 +19,23 @@ pub(crate) fn provider(
     };
     configure(&mut config);
     OpenAiProvider::new(&config).unwrap()
+}
+
+/// Each segment's start, end and text.
+pub(crate) fn timed(transcript: &Transcript) -> Vec<(f64, f64, &str)> {
+    transcript
+        .segments
+        .iter()
+        .map(|s| (s.start, s.end, s.text.as_str()))
+        .collect()
+}
+
+/// Checks that `error` is what a server that cannot be reached gives: a transient transport
+/// error.
+pub(crate) fn assert_unreachable(error: &TranscriptionError) {
+    assert!(
+        matches!(error, TranscriptionError::Transport { .. }),
+        "{error}"
+    );
+    assert!(error.is_transient());
 }
