@@ -307,6 +307,15 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
         pool.transcription.max_concurrency, 4,
         "the pool inherits the rest"
     );
+    let cpu_pool: bcfy_transcriber::TranscriberConfig =
+        loads_as(&config_of("transcriber-low-traffic")).expect("the second pool loads");
+    assert_eq!(
+        cpu_pool.transcription.provider,
+        bcfy_transcriber::config::Provider::Whisper,
+        "each pool picks its provider"
+    );
+    assert_eq!(cpu_pool.transcription.model, "tiny.en");
+    assert_eq!(cpu_pool.consumer.filter_subject, "calls.audio.raw.9001.>");
 
     let archive: bcfy_archive_cache::ArchiveCacheConfig =
         loads_as(&config_of("archive-cache")).expect("the archive cache loads its config");
