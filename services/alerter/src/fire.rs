@@ -8,7 +8,7 @@
 //! publishes again (dropped as a duplicate if it had got through).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
 use bcfy_bus::subject::{self, ParsedSubject};
@@ -105,7 +105,7 @@ impl Evaluator {
     ) {
         let call = result.call.clone().unwrap_or_default();
         let started = call_start(&call);
-        let age = Duration::from_secs(u64::try_from(now_epoch() - started).unwrap_or(0));
+        let age = Duration::from_secs(u64::try_from(crate::now_epoch() - started).unwrap_or(0));
         let fired = self.evaluate(&result, &call, shard);
         self.metrics
             .transcripts
@@ -313,11 +313,7 @@ fn units(call: &Call, result: &TranscriptionResult) -> Vec<i64> {
 
 /// The call's start, epoch seconds (its ingest time when the start is missing).
 fn call_start(call: &Call) -> i64 {
-    call.meta_starttime.or(call.ts).unwrap_or_else(now_epoch)
-}
-
-fn now_epoch() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    call.meta_starttime
+        .or(call.ts)
+        .unwrap_or_else(crate::now_epoch)
 }

@@ -65,6 +65,14 @@ pub enum AlerterError {
     Destinations(#[source] Box<bcfy_config::ConfigError>),
 }
 
+/// Now, in epoch seconds: the unit of a call's times, which cooldowns, call ages and system
+/// conditions are measured in.
+pub(crate) fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Runs the alerter until shutdown; returns once the evaluations and deliveries in flight have
 /// finished.
 ///

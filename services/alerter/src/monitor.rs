@@ -14,7 +14,7 @@
 //! between the two steps, publish the same id, which the stream stores once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, kv};
 use bcfy_bus::Publisher;
@@ -242,7 +242,7 @@ impl Monitor {
         let revision = entry.as_ref().map_or(0, |entry| entry.revision);
         let since = match (&current, observation.raised) {
             (Some(state), false) => state.since,
-            _ => now_epoch(),
+            _ => crate::now_epoch(),
         };
         let alert = system_alert(observation, &key, revision, since);
         let published = self
@@ -388,12 +388,6 @@ fn key_safe(subject: &str) -> String {
             }
         })
         .collect()
-}
-
-fn now_epoch() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
