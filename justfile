@@ -96,6 +96,7 @@ bench-stt:
         apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox ffmpeg >/dev/null
     fi
     tests/benches/stt/generate.sh target/bench-stt/calls
+    INSTALL_WHISPER_BASE=1 . scripts/tools.sh
     cargo build --release --workspace --bins --locked
     cargo bench -p bcfy-e2e --bench stt --locked
 

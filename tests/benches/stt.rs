@@ -4,10 +4,11 @@
 //! non-speech calls: hiss, two-tone pages, long tones, a data burst, static, a key-up).
 //!
 //! The whole set goes through the transcriber service (release binary, its own nats-server per
-//! run) three times:
+//! run) once per configuration:
 //!
-//! - **built-in**: the built-in whisper.cpp engine on tiny.en, gating and cleanup on (the
-//!   defaults);
+//! - **built-in**: the built-in whisper.cpp engine, gating and cleanup on, on tiny.en with each
+//!   weight type (f16, q8_0, q5_1, q5_0) and audio context (the whole 30 s window, or fitted to
+//!   the call), then on Whisper base (f16 and q8_0, fitted);
 //! - **faster-whisper bare**: faster-whisper-server on the same tiny.en weights with its default
 //!   beam, every call sent (gating and cleanup off) — what a deployment without them gets;
 //! - **faster-whisper gated**: the same server behind gating and cleanup.
@@ -16,9 +17,10 @@
 //! published with text (hallucinations), tones found against those made (both frequencies
 //! within ± 2 Hz), segments carrying a unit (every call has a `srcList`), and CPU seconds per
 //! audio second (the transcriber's and the server's processes). Then the CPU of decoding and
-//! gating alone, as a share of the built-in run's. Knobs: `BENCH_STT_DIR` (a generated set),
+//! gating alone, as a share of the first run's. Knobs: `BENCH_STT_DIR` (a generated set),
 //! `BENCH_STT_SHOW=1` (each speech call's reference and transcript), `BENCH_STT_BUILTIN_ONLY=1`,
-//! `BENCH_STT_FALLBACK=1` (the built-in engine's temperature fallback on).
+//! `BENCH_STT_QUICK=1` (one built-in run: the default, tiny.en f16 fitted), `BENCH_STT_FALLBACK=1`
+//! (the built-in engine's temperature fallback on).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -38,8 +40,11 @@ use bcfy_proto::{
 use bcfy_test_support::faster_whisper::{FasterWhisperServer, MODEL};
 use bcfy_test_support::nats::stream_messages;
 use bcfy_test_support::proc_stat::process_cpu_seconds;
-use bcfy_test_support::speech::{model_cache_dir, tiny_en_model_dir, word_error_rate};
+use bcfy_test_support::speech::{
+    base_model_dir, model_cache_dir, tiny_en_model_dir, word_error_rate,
+};
 use bcfy_test_support::{NatsServer, eventually};
+use bcfy_whisper::{AudioContext, Weights};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
@@ -302,13 +307,71 @@ async fn main() {
         calls.iter().filter(|c| c.speech).count(),
         set_dir().display()
     );
-    let builtin = format!(
-        "transcription:\n  provider: whisper\n  model: tiny.en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n    temperature_fallback: {}\n",
-        tiny_en_model_dir().display(),
-        model_cache_dir().display(),
-        knob("BENCH_STT_FALLBACK", 0) > 0
-    );
-    let mut figures = vec![run("built-in (whisper.cpp), gated", &calls, &builtin, None).await];
+    let builtin = |model: &str, dir: &std::path::Path, weights: Weights, context: AudioContext| {
+        format!(
+            "transcription:\n  provider: whisper\n  model: {model}\n  language: en\n  max_concurrency: 1\n  whisper:\n    model_path: {}\n    model_cache_dir: {}\n    threads: 2\n    temperature_fallback: {}\n    weights: {}\n    audio_context: {}\n",
+            dir.display(),
+            model_cache_dir().display(),
+            knob("BENCH_STT_FALLBACK", 0) > 0,
+            weights.name(),
+            match context {
+                AudioContext::Full => "full",
+                AudioContext::Fit => "fit",
+            }
+        )
+    };
+    let tiny = tiny_en_model_dir();
+    let mut variants = vec![
+        (
+            "built-in tiny.en f16, full window",
+            Weights::F16,
+            AudioContext::Full,
+        ),
+        (
+            "built-in tiny.en f16, fitted window",
+            Weights::F16,
+            AudioContext::Fit,
+        ),
+        (
+            "built-in tiny.en q8_0, full window",
+            Weights::Q8_0,
+            AudioContext::Full,
+        ),
+        (
+            "built-in tiny.en q8_0, fitted window",
+            Weights::Q8_0,
+            AudioContext::Fit,
+        ),
+        (
+            "built-in tiny.en q5_1, fitted window",
+            Weights::Q5_1,
+            AudioContext::Fit,
+        ),
+        (
+            "built-in tiny.en q5_0, fitted window",
+            Weights::Q5_0,
+            AudioContext::Fit,
+        ),
+    ];
+    if knob("BENCH_STT_QUICK", 0) > 0 {
+        variants.retain(|(_, weights, context)| {
+            *weights == Weights::default() && *context == AudioContext::default()
+        });
+    }
+    let mut figures = Vec::new();
+    for (name, weights, context) in variants {
+        let config = builtin("tiny.en", &tiny, weights, context);
+        figures.push(run(name, &calls, &config, None).await);
+    }
+    if knob("BENCH_STT_QUICK", 0) == 0 {
+        for (name, weights) in [
+            ("built-in base f16, fitted window", Weights::F16),
+            ("built-in base q8_0, fitted window", Weights::Q8_0),
+        ] {
+            let config = builtin("base", &base_model_dir(), weights, AudioContext::Fit);
+            figures.push(run(name, &calls, &config, None).await);
+        }
+    }
     if knob("BENCH_STT_BUILTIN_ONLY", 0) == 0 {
         let server = FasterWhisperServer::start_with_beam(None).await;
         let server_config = |gated: bool| {
@@ -333,7 +396,7 @@ async fn main() {
     }
     let gating = gating_cpu_seconds(&calls);
     println!(
-        "\ndecoding and gating alone: {gating:.2} CPU s for {audio_seconds:.1} s of audio ({:.4} per audio s), {:.1} % of the built-in run's CPU",
+        "\ndecoding and gating alone: {gating:.2} CPU s for {audio_seconds:.1} s of audio ({:.4} per audio s), {:.1} % of the first run's CPU",
         gating / audio_seconds,
         100.0 * gating / figures[0].cpu_seconds
     );

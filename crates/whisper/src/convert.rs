@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ct2::{Ct2Model, Variable};
 use crate::ggml::{GgmlWriter, HyperParameters, Storage};
+use crate::quantize::Weights;
 use crate::{mel, vocab};
 
 /// Why a model could not be converted.
@@ -54,12 +55,13 @@ pub fn is_ct2_dir(dir: &Path) -> bool {
 }
 
 /// Converts the CTranslate2 model in `ct2_dir` (`model.bin`, `tokenizer.json`) into a ggml file
-/// at `out`, written to a temporary name first and renamed, so a reader never sees half a file.
+/// at `out` with its matrices in `weights`, written to a temporary name first and renamed, so a
+/// reader never sees half a file.
 ///
 /// # Errors
 ///
 /// When a file cannot be read or written, or the model is not a float Whisper model.
-pub fn convert(ct2_dir: &Path, out: &Path) -> Result<(), ConvertError> {
+pub fn convert(ct2_dir: &Path, out: &Path, weights: Weights) -> Result<(), ConvertError> {
     let model_path = ct2_dir.join("model.bin");
     let bytes = fs::read(&model_path).map_err(io_error(&model_path))?;
     let tokenizer_path = ct2_dir.join("tokenizer.json");
@@ -75,7 +77,7 @@ pub fn convert(ct2_dir: &Path, out: &Path) -> Result<(), ConvertError> {
     let params = hyper_parameters(&model)?;
     let partial = out.with_extension(format!("partial-{}", std::process::id()));
     let file = fs::File::create(&partial).map_err(io_error(&partial))?;
-    let written = write_model(&model, &params, &tokens, BufWriter::new(file))
+    let written = write_model(&model, weights, &params, &tokens, BufWriter::new(file))
         .map_err(io_error(&partial))
         .and_then(|()| fs::rename(&partial, out).map_err(io_error(out)));
     if written.is_err() && fs::remove_file(&partial).is_err() {
@@ -84,14 +86,19 @@ pub fn convert(ct2_dir: &Path, out: &Path) -> Result<(), ConvertError> {
     written
 }
 
-/// A ggml file for `model`: `model` itself when it is a file; when it is a CTranslate2
-/// directory, its conversion in `cache_dir`, named after the weights' SHA-256 so a changed model
-/// converts again and an unchanged one never does (replicas sharing a volume agree on the name).
+/// A ggml file for `model`: `model` itself when it is a file (whatever its weight type); when it
+/// is a CTranslate2 directory, its conversion to `weights` in `cache_dir`, named after the
+/// model's SHA-256 and the weight type, so a changed model converts again and an unchanged one
+/// never does (replicas sharing a volume agree on the name).
 ///
 /// # Errors
 ///
 /// When the model is missing, cannot be hashed, or cannot be converted.
-pub fn resolve_model(model: &Path, cache_dir: &Path) -> Result<PathBuf, ConvertError> {
+pub fn resolve_model(
+    model: &Path,
+    cache_dir: &Path,
+    weights: Weights,
+) -> Result<PathBuf, ConvertError> {
     if model.is_file() {
         return Ok(model.to_owned());
     }
@@ -102,13 +109,13 @@ pub fn resolve_model(model: &Path, cache_dir: &Path) -> Result<PathBuf, ConvertE
         )));
     }
     let digest = sha256_hex(&model.join("model.bin"))?;
-    let out = cache_dir.join(format!("ggml-{}.bin", &digest[..16]));
+    let out = cache_dir.join(format!("ggml-{}-{}.bin", &digest[..16], weights.name()));
     if out.is_file() {
         return Ok(out);
     }
     fs::create_dir_all(cache_dir).map_err(io_error(cache_dir))?;
-    tracing::info!(from = %model.display(), to = %out.display(), "Converting the CTranslate2 model to ggml (once).");
-    convert(model, &out)?;
+    tracing::info!(from = %model.display(), to = %out.display(), weights = weights.name(), "Converting the CTranslate2 model to ggml (once).");
+    convert(model, &out, weights)?;
     Ok(out)
 }
 
@@ -175,7 +182,8 @@ struct Tensors<'m, 'a, W: std::io::Write> {
 }
 
 impl<W: std::io::Write> Tensors<'_, '_, W> {
-    /// One variable as is: weights (rank ≥ 2) in f16, the rest in f32.
+    /// One variable as is: matrices in the file's weight type, convolutions in f16, the rest in
+    /// f32.
     fn copy(&mut self, from: &str, to: &str) -> std::io::Result<()> {
         let variable = self.model.get(from).map_err(invalid)?;
         self.write(to, variable, variable.shape.to_vec())
@@ -190,10 +198,10 @@ impl<W: std::io::Write> Tensors<'_, '_, W> {
     }
 
     fn write(&mut self, to: &str, variable: Variable<'_>, dims: Vec<usize>) -> std::io::Result<()> {
-        let storage = if dims.len() >= 2 {
-            Storage::F16
-        } else {
-            Storage::F32
+        let storage = match dims.len() {
+            2 => Storage::Matrix,
+            3 => Storage::F16,
+            _ => Storage::F32,
         };
         let values = variable.to_f32().map_err(invalid)?;
         self.writer.tensor(to, &dims, storage, &values)
@@ -238,12 +246,13 @@ fn invalid(error: ConvertError) -> std::io::Error {
 
 fn write_model<W: std::io::Write>(
     model: &Ct2Model<'_>,
+    weights: Weights,
     params: &HyperParameters,
     tokens: &[Vec<u8>],
     out: W,
 ) -> std::io::Result<()> {
     let filters = mel::filters(params.n_mels);
-    let writer = GgmlWriter::start(out, params, &filters, mel::N_BINS, tokens)?;
+    let writer = GgmlWriter::start(out, weights, params, &filters, mel::N_BINS, tokens)?;
     let mut t = Tensors { model, writer };
 
     t.positions(

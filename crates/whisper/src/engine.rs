@@ -30,6 +30,55 @@ pub struct EngineSettings {
     /// own segments, often one per 30 s window). Shorter segments let each carry the unit that
     /// was talking when it starts.
     pub max_segment_chars: usize,
+    /// How much audio the encoder looks at per window.
+    pub audio_context: AudioContext,
+}
+
+/// How much audio Whisper's encoder processes per window. Whisper is trained on 30 s windows
+/// (1,500 encoder positions of 20 ms), padding shorter audio with silence; most radio calls last
+/// 2–10 s, so most of that work is spent on padding. whisper.cpp can run the encoder over fewer
+/// positions (`audio_ctx`), which costs proportionally less.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioContext {
+    /// The model's whole 30 s window, whatever the call's length.
+    Full,
+    /// The call's length plus a second of margin, rounded up to 1.28 s steps (64 positions);
+    /// calls near or over 30 s use the whole window.
+    #[default]
+    Fit,
+}
+
+/// Audio samples per encoder position: 16,000 Hz × 20 ms.
+const SAMPLES_PER_POSITION: usize = 320;
+/// Positions added after the call's end, so its last word is not at the window's edge.
+const MARGIN_POSITIONS: usize = 50;
+/// Fitted contexts are multiples of this many positions.
+const POSITION_STEP: usize = 64;
+
+impl AudioContext {
+    /// whisper.cpp's `audio_ctx` for `samples` 16 kHz samples in a model of `model_positions`
+    /// positions: 0 for the model's own.
+    fn positions(self, samples: usize, model_positions: usize) -> usize {
+        match self {
+            AudioContext::Full => 0,
+            AudioContext::Fit => {
+                let needed = samples.div_ceil(SAMPLES_PER_POSITION) + MARGIN_POSITIONS;
+                let fitted = needed.div_ceil(POSITION_STEP) * POSITION_STEP;
+                if fitted >= model_positions { 0 } else { fitted }
+            }
+        }
+    }
 }
 
 /// Why the engine could not load or transcribe.
@@ -107,6 +156,13 @@ fn is_annotation(text: &str) -> bool {
     enclosed('[', ']') || enclosed('(', ')')
 }
 
+/// Whisper's own rule for a window with no speech in it: the model says so (`no_speech_prob`
+/// above 0.6) and doubts what it wrote (mean log-probability below −1). A short window of
+/// silence otherwise comes out as a stock phrase such as "you".
+fn is_silence(no_speech_prob: f64, average_logprob: Option<f64>) -> bool {
+    no_speech_prob > 0.6 && average_logprob.is_some_and(|p| p < -1.0)
+}
+
 /// Centiseconds (whisper.cpp's timestamps) to seconds.
 fn seconds(centiseconds: i64) -> f64 {
     centiseconds as f64 / 100.0
@@ -180,7 +236,7 @@ impl Engine {
         }
     }
 
-    fn params<'a>(&'a self, prompt: Option<&str>) -> FullParams<'a, 'a> {
+    fn params<'a>(&'a self, prompt: Option<&str>, samples: usize) -> FullParams<'a, 'a> {
         let strategy = if self.settings.beam_size > 1 {
             SamplingStrategy::BeamSearch {
                 beam_size: i32::try_from(self.settings.beam_size).unwrap_or(5),
@@ -191,6 +247,12 @@ impl Engine {
         };
         let mut params = FullParams::new(strategy);
         params.set_n_threads(i32::try_from(self.settings.threads.max(1)).unwrap_or(1));
+        let model_positions = usize::try_from(self.context.n_audio_ctx()).unwrap_or(0);
+        let positions = self
+            .settings
+            .audio_context
+            .positions(samples, model_positions);
+        params.set_audio_ctx(i32::try_from(positions).unwrap_or(0));
         params.set_language(self.settings.language.as_deref());
         params.set_detect_language(self.settings.language.is_none());
         // Each call stands alone: no text carried over from a previous call.
@@ -221,7 +283,7 @@ impl Engine {
         prompt: Option<&str>,
     ) -> Result<Recognition, EngineError> {
         state
-            .full(self.params(prompt), samples)
+            .full(self.params(prompt, samples.len()), samples)
             .map_err(whisper_error)?;
         let end_of_text = self.context.token_eot();
         let (mut all_logprob, mut all_tokens) = (0.0f64, 0usize);
@@ -243,7 +305,12 @@ impl Engine {
                     }
                 }
             }
-            if text.is_empty() || is_annotation(&text) {
+            let no_speech_prob = f64::from(segment.no_speech_probability());
+            let average_logprob = (tokens > 0).then(|| logprob / tokens as f64);
+            if text.is_empty()
+                || is_annotation(&text)
+                || is_silence(no_speech_prob, average_logprob)
+            {
                 continue;
             }
             all_logprob += logprob;
@@ -252,8 +319,8 @@ impl Engine {
                 start: seconds(segment.start_timestamp()),
                 end: seconds(segment.end_timestamp()),
                 text,
-                average_logprob: (tokens > 0).then(|| logprob / tokens as f64),
-                no_speech_prob: f64::from(segment.no_speech_probability()),
+                average_logprob,
+                no_speech_prob,
             });
         }
         let text = segments
@@ -271,7 +338,30 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::is_annotation;
+    use super::{AudioContext, is_annotation, is_silence};
+
+    #[test]
+    fn a_window_is_silence_only_when_the_model_says_so_and_doubts_its_words() {
+        assert!(is_silence(0.98, Some(-1.7)));
+        assert!(!is_silence(0.98, Some(-0.4)), "confident words stay");
+        assert!(!is_silence(0.2, Some(-1.7)), "doubtful speech stays");
+        assert!(!is_silence(0.98, None));
+    }
+
+    #[test]
+    fn a_fitted_context_covers_the_call_and_a_margin_in_whole_steps() {
+        let positions =
+            |seconds: f64| AudioContext::Fit.positions((seconds * 16_000.0) as usize, 1500);
+        // 5 s = 250 positions + 50 margin → 320 (five steps of 64).
+        assert_eq!(positions(5.0), 320);
+        assert_eq!(positions(0.1), 64);
+        // 26.5 s needs 1,375 → 1,408, still under the model's 1,500.
+        assert_eq!(positions(26.5), 1408);
+        // Past what a step below the model's window holds: the whole window.
+        assert_eq!(positions(29.0), 0);
+        assert_eq!(positions(45.0), 0);
+        assert_eq!(AudioContext::Full.positions(80_000, 1500), 0);
+    }
 
     #[test]
     fn annotations_are_not_speech() {

@@ -4,16 +4,13 @@
 
 use std::io::{self, Write};
 
-use half::f16;
+use crate::quantize::Weights;
 
 /// `"ggml"` as whisper.cpp reads it (a little-endian `u32`).
 const MAGIC: u32 = 0x6767_6d6c;
 
-/// whisper.cpp's `ftype` for "matrices in f16, everything else in f32".
-pub(crate) const FTYPE_F16: i32 = 1;
-
 /// The model's shape, as whisper.cpp's header lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct HyperParameters {
     pub(crate) n_vocab: usize,
     pub(crate) n_audio_ctx: usize,
@@ -27,17 +24,21 @@ pub(crate) struct HyperParameters {
     pub(crate) n_mels: usize,
 }
 
-/// How a tensor is stored: whisper.cpp expects weight matrices (and the convolutions) in the
-/// model's f16 and biases, norms and positional embeddings in f32.
+/// How a tensor is stored: whisper.cpp expects weight matrices in the model's weight type, the
+/// convolutions in f16 (f32 only in an all-f32 model), and biases, norms and positional
+/// embeddings in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Storage {
     F32,
     F16,
+    /// The file's [`Weights`].
+    Matrix,
 }
 
 /// A streaming writer of one model file.
 pub(crate) struct GgmlWriter<W: Write> {
     out: W,
+    weights: Weights,
 }
 
 fn int(value: usize) -> io::Result<[u8; 4]> {
@@ -50,6 +51,7 @@ impl<W: Write> GgmlWriter<W> {
     /// Writes the magic, the header, the filters (`n_mels × n_bins`) and the vocabulary.
     pub(crate) fn start(
         mut out: W,
+        weights: Weights,
         params: &HyperParameters,
         filters: &[f32],
         n_bins: usize,
@@ -70,7 +72,7 @@ impl<W: Write> GgmlWriter<W> {
         ] {
             out.write_all(&int(value)?)?;
         }
-        out.write_all(&FTYPE_F16.to_le_bytes())?;
+        out.write_all(&weights.file_type().to_le_bytes())?;
         out.write_all(&int(params.n_mels)?)?;
         out.write_all(&int(n_bins)?)?;
         for value in filters {
@@ -81,7 +83,7 @@ impl<W: Write> GgmlWriter<W> {
             out.write_all(&int(token.len())?)?;
             out.write_all(token)?;
         }
-        Ok(GgmlWriter { out })
+        Ok(GgmlWriter { out, weights })
     }
 
     /// Writes one tensor. `dims` are outermost first (PyTorch order); the file lists them
@@ -99,25 +101,35 @@ impl<W: Write> GgmlWriter<W> {
                 format!("`{name}`: {} values for dims {dims:?}", values.len()),
             ));
         }
+        let weights = match storage {
+            Storage::F32 => None,
+            Storage::F16 => Some(Weights::F16),
+            Storage::Matrix => Some(self.weights),
+        };
+        let columns = dims.last().copied().unwrap_or(1);
+        if weights.is_some_and(|w| !w.fits(columns)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{name}`: rows of {columns} values cannot be stored in {}",
+                    self.weights.name()
+                ),
+            ));
+        }
         self.out.write_all(&int(dims.len())?)?;
         self.out.write_all(&int(name.len())?)?;
-        let type_id = match storage {
-            Storage::F32 => 0,
-            Storage::F16 => 1,
-        };
-        self.out.write_all(&int(type_id)?)?;
+        self.out
+            .write_all(&weights.map_or(0, Weights::type_id).to_le_bytes())?;
         for dim in dims.iter().rev() {
             self.out.write_all(&int(*dim)?)?;
         }
         self.out.write_all(name.as_bytes())?;
         let mut data = Vec::with_capacity(values.len() * 4);
-        match storage {
-            Storage::F32 => values
+        match weights {
+            None => values
                 .iter()
                 .for_each(|v| data.extend_from_slice(&v.to_le_bytes())),
-            Storage::F16 => values
-                .iter()
-                .for_each(|v| data.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+            Some(weights) => weights.encode(values, &mut data),
         }
         self.out.write_all(&data)
     }
@@ -131,6 +143,8 @@ impl<W: Write> GgmlWriter<W> {
 
 #[cfg(test)]
 mod tests {
+    use half::f16;
+
     use super::*;
 
     fn i32_at(bytes: &[u8], at: usize) -> i32 {
@@ -153,17 +167,23 @@ mod tests {
         };
         let tokens = vec![b"a".to_vec(), b" bc".to_vec()];
         let mut writer =
-            GgmlWriter::start(Vec::new(), &params, &[0.25, 0.5], 2, &tokens).expect("header");
+            GgmlWriter::start(Vec::new(), Weights::F16, &params, &[0.25, 0.5], 2, &tokens)
+                .expect("header");
         writer
             .tensor("encoder.conv1.bias", &[4, 1], Storage::F32, &[1.0; 4])
             .expect("tensor");
         writer
-            .tensor("w", &[2, 3], Storage::F16, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+            .tensor(
+                "w",
+                &[2, 3],
+                Storage::Matrix,
+                &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+            )
             .expect("tensor");
         let bytes = writer.finish().expect("flushed");
         assert_eq!(&bytes[..4], b"lmgg");
         assert_eq!(i32_at(&bytes, 4), 3);
-        assert_eq!(i32_at(&bytes, 4 + 10 * 4), FTYPE_F16);
+        assert_eq!(i32_at(&bytes, 4 + 10 * 4), 1, "mostly f16");
         // filters: n_mel, n_fft, values
         let f = 4 + 11 * 4;
         assert_eq!((i32_at(&bytes, f), i32_at(&bytes, f + 4)), (1, 2));
@@ -194,19 +214,40 @@ mod tests {
 
     #[test]
     fn a_tensor_whose_values_do_not_fill_its_dims_is_refused() {
-        let params = HyperParameters {
-            n_vocab: 0,
-            n_audio_ctx: 0,
-            n_audio_state: 0,
-            n_audio_head: 0,
-            n_audio_layer: 0,
-            n_text_ctx: 0,
-            n_text_state: 0,
-            n_text_head: 0,
-            n_text_layer: 0,
-            n_mels: 0,
-        };
-        let mut writer = GgmlWriter::start(Vec::new(), &params, &[], 0, &[]).expect("header");
+        let params = HyperParameters::default();
+        let mut writer =
+            GgmlWriter::start(Vec::new(), Weights::F16, &params, &[], 0, &[]).expect("header");
         assert!(writer.tensor("x", &[2, 2], Storage::F32, &[1.0]).is_err());
+    }
+
+    #[test]
+    fn a_quantized_file_quantizes_matrices_only() {
+        let params = HyperParameters::default();
+        let header = 4 + 11 * 4 + 8 + 4;
+        let mut writer =
+            GgmlWriter::start(Vec::new(), Weights::Q8_0, &params, &[], 0, &[]).expect("header");
+        writer
+            .tensor("m", &[2, 32], Storage::Matrix, &[0.5; 64])
+            .expect("a matrix");
+        writer
+            .tensor("c", &[1, 1, 2], Storage::F16, &[0.5; 2])
+            .expect("a convolution");
+        assert!(
+            writer
+                .tensor("odd", &[2, 3], Storage::Matrix, &[0.5; 6])
+                .is_err(),
+            "rows not a whole number of blocks"
+        );
+        let bytes = writer.finish().expect("flushed");
+        assert_eq!(
+            i32_at(&bytes, 4 + 10 * 4),
+            2007,
+            "mostly q8_0, format version 2"
+        );
+        // matrix: rank, name length, type q8_0, dims [32, 2], name, two 34-byte blocks
+        assert_eq!(i32_at(&bytes, header + 8), 8);
+        let convolution = header + 20 + 1 + 2 * 34;
+        assert_eq!(i32_at(&bytes, convolution + 8), 1, "f16");
+        assert_eq!(bytes.len(), convolution + 24 + 1 + 4);
     }
 }

@@ -67,6 +67,7 @@ fn bare_engine(calls: &[clips::Clip], model: &std::path::Path) -> (f64, f64) {
         language: Some("en".to_owned()),
         states: 1,
         max_segment_chars: WhisperConfig::default().max_segment_chars,
+        audio_context: WhisperConfig::default().audio_context,
     })
     .expect("the engine loads");
     let started = Instant::now();
@@ -121,7 +122,12 @@ async fn service_with_fake(count: usize) -> f64 {
 fn main() {
     let rounds = knob("BENCH_ROUNDS", 1);
     let fake_calls = knob("BENCH_FAKE_CALLS", 2000);
-    let model = resolve_model(&tiny_en_model_dir(), &model_cache_dir()).expect("the model");
+    let model = resolve_model(
+        &tiny_en_model_dir(),
+        &model_cache_dir(),
+        WhisperConfig::default().weights,
+    )
+    .expect("the model");
     let calls: Vec<clips::Clip> = (0..rounds).flat_map(|_| clips::all()).collect();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
 

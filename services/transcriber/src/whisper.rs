@@ -30,7 +30,8 @@ impl WhisperProvider {
     pub fn load(config: &TranscriptionConfig) -> Result<WhisperProvider, ProviderError> {
         let settings = &config.whisper;
         let path = settings.model_path.as_ref().ok_or(ProviderError::NoModel)?;
-        let model = resolve_model(path, &settings.model_cache_dir).map_err(ProviderError::Model)?;
+        let model = resolve_model(path, &settings.model_cache_dir, settings.weights)
+            .map_err(ProviderError::Model)?;
         let engine = Engine::load(EngineSettings {
             model,
             threads: settings.threads_per_call(config.max_concurrency),
@@ -39,6 +40,7 @@ impl WhisperProvider {
             language: config.language.clone(),
             states: config.max_concurrency,
             max_segment_chars: settings.max_segment_chars,
+            audio_context: settings.audio_context,
         })?;
         tracing::info!(settings = ?engine.settings(), "Whisper engine loaded.");
         Ok(WhisperProvider {
