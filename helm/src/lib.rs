@@ -240,6 +240,8 @@ pub fn values_schema() -> Value {
             "audioFetcher": worker(service_config(fetcher.to_value()), json!({"keda": keda()})),
             "transcriber": worker(service_config(transcriber.clone().to_value()), json!({
                 "keda": keda(),
+                // A Kubernetes volume source (persistentVolumeClaim, nfs, …): not ours to list.
+                "models": free_object(),
                 "pools": {"type": "array", "items": object(json!({
                     "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$", "maxLength": 30},
                     "filterSubject": {"type": "string", "pattern": "^calls\\.audio\\.raw\\."},

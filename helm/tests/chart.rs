@@ -316,6 +316,29 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
     );
     assert_eq!(cpu_pool.transcription.model, "tiny.en");
     assert_eq!(cpu_pool.consumer.filter_subject, "calls.audio.raw.9001.>");
+    // Its model comes from the models volume, mounted read-only where its model_path points.
+    let deployment = of_kind(&objects, "Deployment")
+        .into_iter()
+        .find(|d| name(d) == "rel-bcfy-pipeline-transcriber-low-traffic")
+        .expect("the pool's Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let mounts = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts");
+    assert!(mounts.iter().any(|m| m["name"].as_str() == Some("models")
+        && m["mountPath"].as_str() == Some("/models")
+        && m["readOnly"].as_bool() == Some(true)));
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    assert!(volumes.iter().any(|v| v["name"].as_str() == Some("models")
+        && v["persistentVolumeClaim"]["claimName"].as_str() == Some("whisper-models")));
+    assert!(
+        cpu_pool
+            .transcription
+            .whisper
+            .model_path
+            .as_ref()
+            .is_some_and(|p| p.starts_with("/models"))
+    );
 
     let archive: bcfy_archive_cache::ArchiveCacheConfig =
         loads_as(&config_of("archive-cache")).expect("the archive cache loads its config");

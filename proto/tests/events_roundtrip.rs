@@ -97,6 +97,8 @@ fn transcription_result() {
             digits: String::new(),
         }],
         raw_text: "Engine 12 respond to 400 Main. Thank you.".into(),
+        revision: 2,
+        revision_job: "base-model".to_owned(),
     });
 }
 

@@ -222,3 +222,65 @@ async fn a_service_whose_start_fails_exits_instead_of_lingering() {
         .unwrap();
     assert_eq!(status.code(), Some(1), "{status:?}");
 }
+
+#[tokio::test]
+async fn retranscribe_runs_a_job_from_its_arguments_and_exits_when_done() {
+    let nats = bcfy_test_support::NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "transcriber.yaml",
+        &format!(
+            "nats:\n  urls: [\"{}\"]\nadmin:\n  listen_addr: 127.0.0.1:{}\ntranscription:\n  endpoint_url: http://127.0.0.1:9/v1\n",
+            nats.url(),
+            bcfy_e2e::yaml::free_port()
+        ),
+    );
+    let bad = run(
+        "transcriber",
+        &[
+            "retranscribe",
+            "--config",
+            &config,
+            "--job",
+            "x y",
+            "--from",
+            "2026-12-02T00:00:00Z",
+            "--to",
+            "2026-12-01T00:00:00Z",
+        ],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(EXIT_USAGE), "{bad:?}");
+    let errors = text(&bad.stderr);
+    assert!(
+        errors.contains("retranscribe.job") && errors.contains("retranscribe.to"),
+        "{errors}"
+    );
+    // Nothing stored in the range: the job is done at once, and the process exits 0.
+    let mut child = tokio::process::Command::new(binary("transcriber"))
+        .args([
+            "retranscribe",
+            "--config",
+            &config,
+            "--job",
+            "empty",
+            "--from",
+            "2026-12-01T00:00:00Z",
+            "--to",
+            "2026-12-02T00:00:00Z",
+            "--talkgroup",
+            "7001:2345",
+        ])
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("a finished job exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -262,6 +262,53 @@ async fn the_gateway_serves_the_pipeline_over_http() {
         view["transcripts"][0]["text"],
         transcript_for_sha256(&call.audio_sha256).as_str()
     );
+    assert_eq!(view["transcripts"][0]["revision"], 1);
+    // A re-transcription's revision is listed after the first, which stays.
+    let call_id = bcfy_bus::CallId::parse(&call.key).expect("a call id");
+    let revised = bcfy_proto::TranscriptionResult {
+        call_id: call.key.clone(),
+        text: "Engine 12 respond, revised".to_owned(),
+        revision: 2,
+        revision_job: "larger".to_owned(),
+        ..bcfy_proto::TranscriptionResult::default()
+    };
+    bcfy_bus::Publisher::new(js.clone())
+        .publish(
+            bcfy_bus::subject::transcription(
+                bcfy_bus::Shard {
+                    sid: SID,
+                    tg: call.tg,
+                },
+                &call_id,
+            ),
+            &format!("{}.r2", call.key),
+            &revised,
+        )
+        .await
+        .expect("stored");
+    let view: Value = http
+        .get(&url)
+        .header("authorization", &all)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    schemas.check("CallView", &view);
+    let listed: Vec<(Value, Value)> = view["transcripts"]
+        .as_array()
+        .expect("transcripts")
+        .iter()
+        .map(|t| (t["revision"].clone(), t["revisionJob"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (Value::from(1), Value::Null),
+            (Value::from(2), Value::from("larger"))
+        ]
+    );
     assert_eq!(
         view["call"]["callTg"],
         call.tg.to_string(),

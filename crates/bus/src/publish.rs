@@ -131,7 +131,42 @@ impl Publisher {
         msg_id: &str,
         event: &M,
     ) -> Result<impl Future<Output = Result<Published, PublishError>> + use<M>, PublishError> {
+        self.start_with(subject, msg_id, event, HeaderMap::new())
+            .await
+    }
+
+    /// Publishes `event` as the next message on `subject` only if the subject's last stored
+    /// message is still `last_sequence` (0: the subject holds none), and waits for the PubAck.
+    /// Two writers that read the same last message cannot both append after it: the second
+    /// gets [`PublishErrorKind::WrongLastSequence`] and must read again.
+    ///
+    /// # Errors
+    ///
+    /// When the stream does not confirm, or the subject moved on.
+    pub async fn publish_after<M: Message + Name>(
+        &self,
+        subject: String,
+        msg_id: &str,
+        event: &M,
+        last_sequence: u64,
+    ) -> Result<Published, PublishError> {
         let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            last_sequence.to_string().as_str(),
+        );
+        self.start_with(subject, msg_id, event, headers)
+            .await?
+            .await
+    }
+
+    async fn start_with<M: Message + Name>(
+        &self,
+        subject: String,
+        msg_id: &str,
+        event: &M,
+        mut headers: HeaderMap,
+    ) -> Result<impl Future<Output = Result<Published, PublishError>> + use<M>, PublishError> {
         headers.insert(NATS_MESSAGE_ID, msg_id);
         headers.insert(
             CONTENT_TYPE,

@@ -105,3 +105,30 @@ pub async fn messages_on(
     }
     Ok(read)
 }
+
+/// The last message `stream` holds on `subject` (wildcards allowed: the last of all matching),
+/// or `None` when it holds none.
+///
+/// # Errors
+///
+/// When the stream cannot be read.
+pub async fn last(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<Option<jetstream::message::StreamMessage>, async_nats::Error> {
+    match js
+        .get_stream(stream)
+        .await?
+        .get_last_raw_message_by_subject(subject)
+        .await
+    {
+        Ok(message) => Ok(Some(message)),
+        Err(error)
+            if error.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
+}

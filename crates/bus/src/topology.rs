@@ -233,9 +233,19 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
     /// Messages in flight at once across all replicas (the back-pressure bound).
     pub max_ack_pending: i64,
-    /// When created, start at the stream's end instead of its start (a destination added
-    /// today is not sent a month of old alerts).
-    pub from_now: bool,
+    /// Where a new consumer starts in the stream (an existing one continues where it is).
+    pub start: ConsumerStart,
+}
+
+/// Where a new consumer starts reading its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerStart {
+    /// At the first message: nothing stored is missed.
+    First,
+    /// At the stream's end (a destination added today is not sent a month of old alerts).
+    New,
+    /// At the first message stored at or after this time (a re-transcription's range).
+    At(time::OffsetDateTime),
 }
 
 impl ConsumerSpec {
@@ -247,7 +257,7 @@ impl ConsumerSpec {
             filter_subject: subject::ALL_LIVE.to_owned(),
             ack_wait: Duration::from_secs(30),
             max_ack_pending,
-            from_now: false,
+            start: ConsumerStart::First,
         }
     }
 
@@ -259,7 +269,7 @@ impl ConsumerSpec {
             filter_subject: subject::ALL_AUDIO.to_owned(),
             ack_wait: Duration::from_secs(60),
             max_ack_pending,
-            from_now: false,
+            start: ConsumerStart::First,
         }
     }
 
@@ -271,7 +281,7 @@ impl ConsumerSpec {
             filter_subject: subject::ALL_TRANSCRIPTIONS.to_owned(),
             ack_wait: Duration::from_secs(30),
             max_ack_pending,
-            from_now: false,
+            start: ConsumerStart::First,
         }
     }
 
@@ -285,7 +295,7 @@ impl ConsumerSpec {
             filter_subject: filter.into(),
             ack_wait,
             max_ack_pending: 1,
-            from_now: true,
+            start: ConsumerStart::New,
         }
     }
 
@@ -310,10 +320,10 @@ impl ConsumerSpec {
         pull::Config {
             durable_name: Some(self.durable_name.clone()),
             filter_subject: self.filter_subject.clone(),
-            deliver_policy: if self.from_now {
-                DeliverPolicy::New
-            } else {
-                DeliverPolicy::All
+            deliver_policy: match self.start {
+                ConsumerStart::First => DeliverPolicy::All,
+                ConsumerStart::New => DeliverPolicy::New,
+                ConsumerStart::At(start_time) => DeliverPolicy::ByStartTime { start_time },
             },
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,

@@ -98,6 +98,8 @@ pub fn validate_shared(config: &impl ServiceConfig, prefix: &str, issues: &mut V
 
 /// A command a service adds to the shared command line, and what runs it.
 type ExtraCommand = (Command, fn(&ArgMatches) -> ExitCode);
+/// A command that runs the service itself, with settings taken from its arguments.
+type ServiceCommand = (Command, fn(&ArgMatches) -> Vec<(String, String)>);
 
 /// A service binary: its name, its help text, and any commands of its own.
 #[derive(Debug)]
@@ -105,6 +107,7 @@ pub struct Binary {
     name: &'static str,
     about: &'static str,
     extra: Vec<ExtraCommand>,
+    service_commands: Vec<ServiceCommand>,
 }
 
 impl Binary {
@@ -114,7 +117,21 @@ impl Binary {
             name,
             about,
             extra: Vec::new(),
+            service_commands: Vec::new(),
         }
+    }
+
+    /// Adds command `command`, which runs the service like `run` does, with the settings
+    /// `settings` reads from its arguments (dotted paths such as `retranscribe.job`, and
+    /// values as a `BCFY_` variable would give them) over the file and the environment.
+    #[must_use]
+    pub fn service_command(
+        mut self,
+        command: Command,
+        settings: fn(&ArgMatches) -> Vec<(String, String)>,
+    ) -> Self {
+        self.service_commands.push((command, settings));
+        self
     }
 
     /// Adds command `command`, run by `run` without the service's config.
@@ -133,24 +150,47 @@ impl Binary {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Display + Send + 'static,
     {
-        let Self { name, about, extra } = self;
-        let command = cli::command(name, about, extra.iter().map(|(c, _)| c.clone()).collect());
+        let Self {
+            name,
+            about,
+            extra,
+            service_commands,
+        } = self;
+        let commands = extra
+            .iter()
+            .map(|(c, _)| c.clone())
+            .chain(service_commands.iter().map(|(c, _)| c.clone()))
+            .collect();
+        let command = cli::command(name, about, commands);
         let invocation = match cli::parse(command, std::env::args_os()) {
             Ok(invocation) => invocation,
             Err(Refusal::Informational(text)) => return print_clap(&text, ExitCode::SUCCESS),
             Err(Refusal::Usage(text)) => return print_clap(&text, ExitCode::from(EXIT_CONFIG)),
         };
-        if let Action::Extra(command, matches) = &invocation.action {
-            let run_extra = extra
-                .iter()
-                .find(|(c, _)| c.get_name() == command)
-                .map(|(_, run)| *run)
-                .expect("clap accepts only the commands it was given");
-            return run_extra(matches);
-        }
         let mut source = ConfigSource::from_env();
         if let Some(file) = &invocation.config_file {
             source = source.with_file(file);
+        }
+        let mut action = invocation.action;
+        if let Action::Extra(command, matches) = &action {
+            if let Some((_, run_extra)) = extra.iter().find(|(c, _)| c.get_name() == command) {
+                return run_extra(matches);
+            }
+            let (_, settings) = service_commands
+                .iter()
+                .find(|(c, _)| c.get_name() == command)
+                .expect("clap accepts only the commands it was given");
+            source = source.with_env(settings(matches).into_iter().map(|(path, value)| {
+                (
+                    format!(
+                        "{}{}",
+                        bcfy_config::ENV_PREFIX,
+                        path.replace('.', "__").to_ascii_uppercase()
+                    ),
+                    value,
+                )
+            }));
+            action = Action::Run;
         }
         let config: C = match source.load() {
             Ok(config) => config,
@@ -165,7 +205,7 @@ impl Binary {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        match invocation.action {
+        match action {
             Action::Run => serve(name, config, run),
             Action::Healthcheck => crate::healthcheck::exit_code(config.admin()),
             Action::CheckConfig => {

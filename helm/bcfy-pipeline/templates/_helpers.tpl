@@ -160,6 +160,11 @@ spec:
           mountPath: {{ .mountPath }}
           readOnly: true
         {{- end }}
+        {{- range .volumes }}
+        - name: {{ .name }}
+          mountPath: {{ .mountPath }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -181,6 +186,10 @@ spec:
         items:
           - key: {{ .key }}
             path: {{ .key }}
+    {{- end }}
+    {{- range .volumes }}
+    - name: {{ .name }}
+      {{- toYaml .source | nindent 6 }}
     {{- end }}
   {{- with .root.Values.nodeSelector }}
   nodeSelector:

@@ -2,7 +2,8 @@
 One workload: its ConfigMap, Deployment and PodDisruptionBudget.
 Args: root, component (name suffix and component label), program (binary), config (the
 service's own config for this workload), replicas, env, ports, resources, pdb, and optionally
-secretFiles (Secret keys mounted as files: name, secretName, key, mountPath).
+secretFiles (Secret keys mounted as files: name, secretName, key, mountPath) and volumes
+(read-only mounts: name, mountPath, source — a volume source such as persistentVolumeClaim).
 */}}
 {{- define "bcfy.workloadManifests" -}}
 {{- $name := include "bcfy.workload" . -}}

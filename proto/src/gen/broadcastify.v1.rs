@@ -447,6 +447,14 @@ pub struct TranscriptionResult {
     /// The engine's text before known hallucinations were removed; empty when none was.
     #[prost(string, tag = "13")]
     pub raw_text: ::prost::alloc::string::String,
+    /// Which transcript of the call this is: 1 for the first; a re-transcription (a better model
+    /// or provider, `transcriber retranscribe`) publishes the next on the same subject, and every
+    /// revision stays in the stream. 0 in events from before revisions existed: read it as 1.
+    #[prost(uint32, tag = "14")]
+    pub revision: u32,
+    /// The re-transcription job that made this revision; empty for the first transcript.
+    #[prost(string, tag = "15")]
+    pub revision_job: ::prost::alloc::string::String,
 }
 impl ::prost::Name for TranscriptionResult {
     const NAME: &'static str = "TranscriptionResult";

@@ -17,12 +17,14 @@ use bcfy_config::units;
 use bcfy_config::{ConfigIssue, Validate, join_path};
 use bcfy_runtime::admin::AdminConfig;
 use bcfy_runtime::telemetry::LogConfig;
+use bcfy_whisper::{AudioContext, Weights};
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
 use crate::cleanup::CleanupConfig;
 use crate::hearing::GatingConfig;
+use crate::revise::RetranscribeConfig;
 
 /// OpenAI's own endpoint, used when `endpoint_url` is not set.
 pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1/audio/transcriptions";
@@ -40,6 +42,8 @@ pub struct TranscriberConfig {
     pub transcription: TranscriptionConfig,
     /// The consumer and retry settings.
     pub consumer: ConsumerConfig,
+    /// Run as a re-transcription job instead of the live service (see [`crate::revise`]).
+    pub retranscribe: RetranscribeConfig,
     /// Admin port.
     pub admin: AdminConfig,
     /// Logs.
@@ -57,6 +61,7 @@ impl Default for TranscriberConfig {
             topology: TopologyConfig::default(),
             transcription: TranscriptionConfig::default(),
             consumer: ConsumerConfig::default(),
+            retranscribe: RetranscribeConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             shutdown_grace: Duration::from_secs(60),
@@ -71,6 +76,8 @@ impl Validate for TranscriberConfig {
         bcfy_runtime::service::validate_shared(self, prefix, issues);
         self.transcription
             .validate(&join_path(prefix, "transcription"), issues);
+        self.retranscribe
+            .validate(&join_path(prefix, "retranscribe"), issues);
         let consumer = join_path(prefix, "consumer");
         let c = &self.consumer;
         if c.ack_wait < Duration::from_secs(1) {
@@ -295,6 +302,12 @@ pub struct WhisperConfig {
     /// Segments end at a word boundary once they reach this many characters, so each carries
     /// the unit talking when it starts; 0 keeps whisper.cpp's own (often one per 30 s window).
     pub max_segment_chars: usize,
+    /// How a CTranslate2 model's weight matrices are stored when converted: `f16`, or the
+    /// smaller and faster `q8_0`, `q5_0`, `q5_1` (a ggml `model_path` is used as it is).
+    pub weights: Weights,
+    /// `fit`: the encoder looks at the call plus a second, not a whole 30 s window; `full`:
+    /// always the whole window.
+    pub audio_context: AudioContext,
 }
 
 impl Default for WhisperConfig {
@@ -306,6 +319,8 @@ impl Default for WhisperConfig {
             beam_size: 1,
             temperature_fallback: false,
             max_segment_chars: 60,
+            weights: Weights::default(),
+            audio_context: AudioContext::default(),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! - [`hearing`]: before any engine, the call decoded once: speech or not, and its tones;
 //! - [`cleanup`]: known Whisper hallucinations dropped when the engine doubts them;
 //! - `units`: each segment's transmitting unit from the call's `srcList`;
+//! - [`revise`]: the transcriber as a re-transcription job, publishing revisions;
 //! - `transcribe`: one audio message to at most one transcript, and its failure handling;
 //! - [`metrics`]: Prometheus metrics.
 
@@ -34,6 +35,7 @@ mod http;
 pub mod metrics;
 pub mod openai;
 pub mod provider;
+pub mod revise;
 mod transcribe;
 mod units;
 pub mod whisper;
@@ -61,6 +63,9 @@ pub enum TranscriberError {
     /// The provider could not be set up.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A re-transcription job could not read its range or create its consumer.
+    #[error("the re-transcription job cannot start: {0}")]
+    Job(#[source] async_nats::Error),
 }
 
 /// Runs the transcriber until shutdown; returns after the calls in flight have finished.
@@ -82,12 +87,25 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
     };
     let consumer_config = config.consumer.clone();
     let concurrency = config.transcription.max_concurrency.max(1);
-    let spec = ConsumerSpec {
-        ack_wait: consumer_config.ack_wait,
-        ..ConsumerSpec::transcriber(i64::try_from(concurrency).unwrap_or(i64::MAX)).with_filter(
-            consumer_config.durable_name.clone(),
-            consumer_config.filter_subject.clone(),
-        )
+    let (spec, revising) = match config.retranscribe.job() {
+        None => {
+            let spec = ConsumerSpec {
+                ack_wait: consumer_config.ack_wait,
+                ..ConsumerSpec::transcriber(i64::try_from(concurrency).unwrap_or(i64::MAX))
+                    .with_filter(
+                        consumer_config.durable_name.clone(),
+                        consumer_config.filter_subject.clone(),
+                    )
+            };
+            (spec, None)
+        }
+        Some(job) => {
+            let (spec, revising) =
+                revise::prepare(&bus.js, job, consumer_config.ack_wait, concurrency)
+                    .await
+                    .map_err(TranscriberError::Job)?;
+            (spec, Some(Arc::new(revising)))
+        }
     };
     // The model loads before pulling starts, so no delivery waits on it.
     let provider = Provider::from_config(&config.transcription).await?;
@@ -124,21 +142,36 @@ pub async fn run(config: TranscriberConfig, context: Context) -> Result<(), Tran
         refusals: refusals.clone(),
         consumer: consumer_config.clone(),
         metrics,
+        revising: revising.clone(),
     });
     context.set_ready();
-    tracing::info!(consumer = %consumer_config.durable_name, filter = %consumer_config.filter_subject, concurrency, model = %config.transcription.model, "Transcriber started.");
+    tracing::info!(consumer = %spec.durable_name, filter = %spec.filter_subject, concurrency, model = %config.transcription.model, "Transcriber started.");
     // While the provider keeps failing or refuses us, calls are handed back for the rest of
     // the pause.
     let hold_back = || {
         let failing = Some(gate.wait()).filter(|pause| !pause.is_zero());
         failing.max(refusals.hold_back())
     };
+    // A job stops when it is done, or on shutdown; the live service on shutdown only.
+    let done = shutdown.child_token();
+    let watching = revising.clone().map(|revising| {
+        let (js, done, shutdown) = (bus.js.clone(), done.clone(), shutdown.clone());
+        tokio::spawn(async move { revise::watch(&js, &revising, &done, &shutdown).await })
+    });
     worker
-        .run(shutdown, hold_back, |delivery| {
+        .run(&done, hold_back, |delivery| {
             let transcriber = Arc::clone(&transcriber);
             async move { transcriber.handle(delivery).await }
         })
         .await;
+    if let (Some(revising), Some(watching)) = (revising, watching) {
+        watching.abort();
+        if !shutdown.is_cancelled() {
+            revise::finish(&bus.js, &revising).await;
+            // The job's work is the process's: it exits.
+            shutdown.cancel();
+        }
+    }
     tracing::info!("Transcriber stopped.");
     Ok(())
 }

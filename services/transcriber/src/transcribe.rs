@@ -8,6 +8,7 @@
 //! transcript is ever made up.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
@@ -27,6 +28,7 @@ use crate::gate::ProviderGate;
 use crate::hearing;
 use crate::metrics::Metrics;
 use crate::provider::{Provider, Transcript};
+use crate::revise::{self, Revising};
 use crate::units;
 
 /// The `provider` and `model` of a transcript no engine made (no speech was heard).
@@ -63,6 +65,8 @@ pub(crate) struct Transcriber {
     pub(crate) metrics: Metrics,
     pub(crate) gate: ProviderGate,
     pub(crate) refusals: Refusals,
+    /// Set when running as a re-transcription job.
+    pub(crate) revising: Option<Arc<Revising>>,
 }
 
 impl Transcriber {
@@ -83,6 +87,13 @@ impl Transcriber {
             // Kept in the stream; the final chunk's handler reads it back.
             return self.ack(delivery).await;
         }
+        if let Some(revising) = &self.revising {
+            let sequence = delivery.origin().map_or(0, |(_, sequence)| sequence);
+            if revising.covers(sequence, &event).is_err() {
+                revising.counts.outside.fetch_add(1, Ordering::Relaxed);
+                return self.ack(delivery).await;
+            }
+        }
         let span = tracing::info_span!("transcribe", call_id = %call_id);
         delivery.follow_trace(&span);
         self.transcribe(delivery, event, shard, call_id)
@@ -97,11 +108,14 @@ impl Transcriber {
         shard: bcfy_bus::Shard,
         call_id: CallId,
     ) {
-        if delivery.redrives() > 0 {
+        if self.revising.is_some() || delivery.redrives() > 0 {
             match self.already_transcribed(shard, &call_id).await {
                 Ok(false) => {}
                 Ok(true) => {
-                    tracing::info!("A redriven call is already transcribed; nothing to do.");
+                    tracing::info!("The call is already transcribed; nothing to do.");
+                    if let Some(revising) = &self.revising {
+                        revising.counts.already.fetch_add(1, Ordering::Relaxed);
+                    }
                     return self.ack(delivery).await;
                 }
                 Err(error) => {
@@ -293,6 +307,9 @@ impl Transcriber {
             no_text_reason: no_text_reason.to_owned(),
             tones: hearing::tones(&tones),
             raw_text,
+            // Set when published.
+            revision: 0,
+            revision_job: String::new(),
         }
     }
 
@@ -302,21 +319,30 @@ impl Transcriber {
         delivery: Delivery,
         shard: bcfy_bus::Shard,
         call_id: &CallId,
-        result: TranscriptionResult,
+        mut result: TranscriptionResult,
         heartbeat: impl Sized,
     ) {
-        let published = self
-            .publisher
-            .publish(
-                subject::transcription(shard, call_id),
-                call_id.as_str(),
-                &result,
-            )
-            .await;
+        let subject = subject::transcription(shard, call_id);
+        let published = match &self.revising {
+            None => {
+                result.revision = 1;
+                self.publisher
+                    .publish(subject, call_id.as_str(), &result)
+                    .await
+                    .map_err(async_nats::Error::from)
+            }
+            Some(revising) => {
+                self.publish_revision(revising, subject, call_id, &mut result)
+                    .await
+            }
+        };
         drop(heartbeat);
         match published {
             Ok(_) => {
                 self.metrics.transcriptions.inc();
+                if let Some(revising) = &self.revising {
+                    revising.counts.revised.fetch_add(1, Ordering::Relaxed);
+                }
                 let logged = result.call.as_ref().and_then(|call| call.ts);
                 if let Some(latency) = bcfy_runtime::metrics::seconds_since(logged) {
                     self.metrics.call_to_transcript_seconds.observe(latency);
@@ -332,19 +358,40 @@ impl Transcriber {
         }
     }
 
-    /// True when the call's transcript is already stored (a redriven call processed meanwhile,
-    /// perhaps after the duplicate window that would have dropped a second one).
+    /// The call's next revision, appended after the newest transcript read (see [`crate::revise`]).
+    async fn publish_revision(
+        &self,
+        revising: &Revising,
+        subject: String,
+        call_id: &CallId,
+        result: &mut TranscriptionResult,
+    ) -> Result<bcfy_bus::Published, async_nats::Error> {
+        let newest = revise::newest(&self.js, &subject).await?;
+        result.revision = Revising::next_revision(newest.as_ref().map(|(t, _)| t));
+        result.revision_job.clone_from(&revising.job.name);
+        let message_id = Revising::message_id(call_id.as_str(), result.revision);
+        let after = newest.map_or(0, |(_, sequence)| sequence);
+        Ok(self
+            .publisher
+            .publish_after(subject, &message_id, result, after)
+            .await?)
+    }
+
+    /// True when the call's transcript is already stored: for the live service, a redriven call
+    /// processed meanwhile (perhaps after the duplicate window that would have dropped a second
+    /// one); for a re-transcription job, a call whose newest revision is this job's.
     async fn already_transcribed(
         &self,
         shard: bcfy_bus::Shard,
         call_id: &CallId,
     ) -> Result<bool, async_nats::Error> {
-        stored::holds(
-            &self.js,
-            STREAM_TRANSCRIPTIONS,
-            &subject::transcription(shard, call_id),
-        )
-        .await
+        let subject = subject::transcription(shard, call_id);
+        match &self.revising {
+            None => stored::holds(&self.js, STREAM_TRANSCRIPTIONS, &subject).await,
+            Some(revising) => Ok(revise::newest(&self.js, &subject)
+                .await?
+                .is_some_and(|(t, _)| t.revision_job == revising.job.name)),
+        }
     }
 
     /// Counts a failure of `kind`.
