@@ -31,6 +31,8 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     /// Extra command-line arguments (cluster settings), kept for restarts.
     args: Vec<OsString>,
+    /// Extra environment variables (a config's `$VARIABLE`s), kept for restarts.
+    env: Vec<(OsString, OsString)>,
     /// Client and monitoring ports, known after the first start and reused on restart.
     ports: Option<Ports>,
 }
@@ -65,24 +67,36 @@ impl NatsServer {
     ///
     /// As [`start`](Self::start).
     pub async fn start_with_args(args: &[&str]) -> Self {
-        let mut server = Self::spawn_new(args.iter().map(OsString::from).collect());
+        Self::start_with_env(args, &[]).await
+    }
+
+    /// Starts a single server with extra arguments and environment variables (e.g. a `--config`
+    /// file that reads a key from `$JETSTREAM_KEY`).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut server = Self::unstarted();
+        server.reconfigure(args, env);
+        server.spawn();
         server.wait_healthy().await;
         server
     }
 
-    fn spawn_new(args: Vec<OsString>) -> Self {
+    /// A server with its own directory, not started yet.
+    fn unstarted() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nats-test-")
             .tempdir()
             .unwrap();
-        let mut server = Self {
+        Self {
             process: None,
             dir,
-            args,
+            args: Vec::new(),
+            env: Vec::new(),
             ports: None,
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// The client URL, e.g. `nats://127.0.0.1:41234`.
@@ -111,6 +125,31 @@ impl NatsServer {
         self.start_again().await;
     }
 
+    /// Changes the arguments and environment the next [`start_again`](Self::start_again) uses
+    /// (the same ports and store): a server restarted with another config, such as a new key.
+    pub fn reconfigure(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        self.args = args.iter().map(OsString::from).collect();
+        self.env = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+    }
+
+    /// Stops the server gracefully (SIGTERM: it finishes writing its store) and waits for it to
+    /// exit.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let asked = Command::new("kill")
+                .args(["-TERM", &process.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !asked {
+                process.kill().ok();
+            }
+            process.wait().ok();
+        }
+    }
+
     /// Kills the server (SIGKILL) and waits for it to exit. Clients see the connection drop.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -118,6 +157,13 @@ impl NatsServer {
             process.kill().ok();
             process.wait().ok();
         }
+    }
+
+    /// Starts a killed server again on the same ports and store without waiting for it to be
+    /// healthy (a server expected to come up without some of its streams).
+    pub fn start_again_unchecked(&mut self) {
+        assert!(self.process.is_none(), "the server is still running");
+        self.spawn();
     }
 
     /// Starts a killed server again on the same ports and store, and waits until it is healthy.
@@ -164,6 +210,7 @@ impl NatsServer {
             .arg("--ports_file_dir")
             .arg(&ports_dir)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -291,7 +338,10 @@ impl NatsCluster {
                     "--routes".to_owned(),
                     routes.clone(),
                 ];
-                NatsServer::spawn_new(args.into_iter().map(OsString::from).collect())
+                let mut node = NatsServer::unstarted();
+                node.args = args.into_iter().map(OsString::from).collect();
+                node.spawn();
+                node
             })
             .collect();
         for node in &mut nodes {
