@@ -110,3 +110,19 @@ bench-search:
 bench-alerter:
     cargo build --release --workspace --bins --locked
     cargo bench -p bcfy-e2e --bench alerter --locked
+
+# The pipeline for an hour at 50 calls/s with the simulator's faults on: memory, file descriptors
+# and the store each minute, calls lost at the end (knobs in tests/benches/soak.rs; figures in
+# BENCHMARKS.md).
+soak:
+    cargo build --release --workspace --bins --locked
+    cargo bench -p bcfy-e2e --bench soak --locked
+
+# Every fuzz target for SECONDS each (nightly + cargo-fuzz; FUZZING.md has the record), or the
+# named ones: `just fuzz 600 live_answer alert_rule`.
+fuzz seconds="60" *targets="":
+    scripts/fuzz -max_total_time={{seconds}} {{targets}}
+
+# Every fuzz target (or the named ones) for RUNS executions each.
+fuzz-runs runs="10000000" *targets="":
+    scripts/fuzz -runs={{runs}} {{targets}}

@@ -23,7 +23,9 @@ use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::yaml::{common, free_port, site};
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
 use bcfy_proto::{DeadLetter, GetArchivedCallsRequest, LiveCallEnvelope, TranscriptionResult};
-use bcfy_simulator::{CallSpec, Fault, LedgerEntry, RetryAfter, Route, SimConfig, Simulator};
+use bcfy_simulator::{
+    CallSpec, Fault, FaultRates, LedgerEntry, RetryAfter, Route, SimConfig, Simulator,
+};
 use bcfy_test_support::stt::{FakeStt, Options, transcript_for_sha256};
 use bcfy_test_support::{NatsServer, eventually};
 use tokio::time::Instant;
@@ -42,17 +44,11 @@ fn simulator_config() -> SimConfig {
     let mut config = SimConfig::for_tests();
     config.systems = 2;
     config.talkgroups_per_system = 3;
-    let rates = &mut config.faults;
-    rates.session_expiry_rate = 0.03;
-    rates.rate_limit_rate = 0.03;
-    rates.unavailable_rate = 0.03;
-    rates.retry_after_seconds = 1;
-    rates.slow_rate = 0.03;
-    rates.slow_delay = Duration::from_secs(1);
-    rates.truncate_audio_rate = 0.05;
-    rates.slow_audio_rate = 0.05;
-    rates.malformed_json_rate = 0.03;
-    rates.reset_rate = 0.03;
+    config.faults = FaultRates {
+        truncate_audio_rate: 0.05,
+        slow_audio_rate: 0.05,
+        ..FaultRates::every(0.03)
+    };
     config
 }
 

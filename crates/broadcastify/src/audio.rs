@@ -106,7 +106,7 @@ pub struct AudioEnd {
 }
 
 /// Parses `Content-Range: bytes START-END/TOTAL` into (START, TOTAL).
-fn content_range(value: &str) -> Option<(u64, u64)> {
+pub(crate) fn content_range(value: &str) -> Option<(u64, u64)> {
     let range = value.trim().strip_prefix("bytes ")?;
     let (span, total) = range.split_once('/')?;
     let (start, _end) = span.split_once('-')?;

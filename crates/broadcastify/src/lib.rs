@@ -23,6 +23,8 @@ pub mod calls;
 pub mod client;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod live;
 pub mod retry_after;
 pub mod session;

@@ -8,7 +8,7 @@
 //! - `selector`: what a poll selects ([`Selector`], [`GroupKey`]);
 //! - `reader`: the answer read as it arrives ([`LiveAnswer`], [`CallIdentity`]).
 
-mod reader;
+pub(crate) mod reader;
 mod selector;
 
 use std::time::Duration;

@@ -180,6 +180,26 @@ pub struct FaultRates {
     pub reset_rate: f64,
 }
 
+impl FaultRates {
+    /// Every fault at `rate`, `Retry-After: 1`, slow answers 1 s late: the mix a fault run or a
+    /// soak starts from.
+    pub fn every(rate: f64) -> Self {
+        Self {
+            session_expiry_rate: rate,
+            bad_password_rate: 0.0,
+            rate_limit_rate: rate,
+            unavailable_rate: rate,
+            retry_after_seconds: 1,
+            slow_rate: rate,
+            slow_delay: Duration::from_secs(1),
+            truncate_audio_rate: rate,
+            slow_audio_rate: rate,
+            malformed_json_rate: rate,
+            reset_rate: rate,
+        }
+    }
+}
+
 impl SimConfig {
     /// Defaults for tests: a loopback port chosen by the OS, no generator, no random faults.
     pub fn for_tests() -> Self {

@@ -166,7 +166,7 @@ fn announce(loaded: &mut Option<tokio::sync::oneshot::Sender<()>>) {
 }
 
 /// The rule stored under `name`.
-fn parse(name: &str, value: &[u8]) -> Result<RuleSpec, RuleError> {
+pub(crate) fn parse(name: &str, value: &[u8]) -> Result<RuleSpec, RuleError> {
     let fail = |reason: String| RuleError {
         rule: name.to_owned(),
         reason,

@@ -29,6 +29,8 @@ pub mod config;
 pub mod deliver;
 mod fire;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod metrics;
 mod monitor;
 pub mod rule;

@@ -145,6 +145,12 @@ impl AssemblyAiProvider {
         self.read(job)
     }
 
+    /// A transcript's body as polled, read.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn read_answer(&self, body: &[u8]) -> Result<Transcript, TranscriptionError> {
+        self.read(http::json(body)?)
+    }
+
     fn read(&self, job: Job) -> Result<Transcript, TranscriptionError> {
         if job.status == "error" {
             return Err(TranscriptionError::Rejected {

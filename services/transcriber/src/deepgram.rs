@@ -123,7 +123,7 @@ impl DeepgramProvider {
         self.read_answer(&body)
     }
 
-    fn read_answer(&self, body: &[u8]) -> Result<Transcript, TranscriptionError> {
+    pub(crate) fn read_answer(&self, body: &[u8]) -> Result<Transcript, TranscriptionError> {
         let answer: Answer = http::json(body)?;
         let channel = answer.results.channels.into_iter().next();
         let language = channel

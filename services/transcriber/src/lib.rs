@@ -29,6 +29,8 @@ pub mod cleanup;
 pub mod config;
 pub mod deepgram;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gate;
 pub mod hearing;
 mod http;

@@ -119,7 +119,7 @@ impl OpenAiProvider {
         self.read_answer(&body)
     }
 
-    fn read_answer(&self, body: &[u8]) -> Result<Transcript, TranscriptionError> {
+    pub(crate) fn read_answer(&self, body: &[u8]) -> Result<Transcript, TranscriptionError> {
         let answer: Answer = http::json(body)?;
         let text = answer.text.as_deref().map(str::trim).unwrap_or_default();
         if text.is_empty() {

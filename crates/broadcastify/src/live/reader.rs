@@ -231,12 +231,37 @@ fn malformed(head: &[u8], reason: ParseError) -> Error {
 }
 
 /// Parses a whole live-calls body (as [`crate::Client::live_calls`] does piece by piece).
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 fn parse_live(body: &[u8]) -> Result<LiveCalls> {
     let never = |_: &CallIdentity<'_>| false;
     let mut reader = LiveReader::new();
     reader.feed(body, &never)?;
     reader.finish(&never)
+}
+
+/// Reads `body` whole and cut in two at `cut`; panics when the two readings differ (calls,
+/// rejected elements, cursor, or success).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn agree_whole_and_in_pieces(body: &[u8], cut: usize) {
+    let never = |_: &CallIdentity<'_>| false;
+    let cut = cut.min(body.len());
+    let mut reader = LiveReader::new();
+    let pieces = reader
+        .feed(&body[..cut], &never)
+        .and_then(|()| reader.feed(&body[cut..], &never))
+        .and_then(|()| reader.finish(&never));
+    let summary = |read: &Result<LiveCalls>| {
+        read.as_ref().ok().map(|c| {
+            let raw: Vec<&str> = c.parsed.calls.iter().map(|u| u.raw.as_str()).collect();
+            (
+                raw.join("\n"),
+                c.parsed.rejected.clone(),
+                c.last_pos.map(f64::to_bits),
+                c.server_time.map(f64::to_bits),
+            )
+        })
+    };
+    assert_eq!(summary(&parse_live(body)), summary(&pieces), "cut at {cut}");
 }
 
 #[cfg(test)]
