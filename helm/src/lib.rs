@@ -162,6 +162,13 @@ pub fn values_schema() -> Value {
     let gateway = generator.subschema_for::<GatewayConfig>();
     let alerter = generator.subschema_for::<AlerterConfig>();
     let nats = generator.subschema_for::<bcfy_bus::connect::NatsConfig>();
+    // A password Secret per service user of the generated authorization block.
+    let nats_users: serde_json::Map<String, Value> = bcfy_bus::access::Role::ALL
+        .into_iter()
+        .filter(|role| role.is_service())
+        .map(|role| (role.name().to_owned(), json!({"type": "string"})))
+        .collect();
+    let nats_users = Value::Object(nats_users);
     let log = generator.subschema_for::<bcfy_runtime::telemetry::LogConfig>();
     let topology = generator.subschema_for::<bcfy_bus::topology::TopologyConfig>();
     let shard_reference = generator.subschema_for::<ShardConfig>();
@@ -213,7 +220,14 @@ pub fn values_schema() -> Value {
                     "catalogKey": {"type": "string"},
                     "apiKey": {"type": "string"}
                 })),
-                "nats": object(json!({"existingSecret": {"type": "string"}}))
+                "nats": object(json!({
+                    "existingSecret": {"type": "string"},
+                    "users": object(nats_users),
+                    "tls": object(json!({
+                        "existingSecret": {"type": "string"},
+                        "clientCertificate": {"type": "boolean"}
+                    }))
+                }))
             })),
             "serviceAccount": object(json!({
                 "create": {"type": "boolean"},

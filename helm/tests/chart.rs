@@ -1,6 +1,6 @@
 //! The chart, checked by tools and by assertions on what it renders: the values schema is the
 //! one generated from the code, `helm lint --strict` passes and `helm template` renders for the
-//! default and the many-shards values, the manifests validate against the Kubernetes 1.33
+//! default, the many-shards and the NATS-cluster values, the manifests validate against the Kubernetes 1.33
 //! schemas (kubernetes-validate), yamllint is clean, the schema refuses a bad values file, and
 //! the rendered objects do what no linter checks: a poller Deployment per shard, every
 //! service's config file loadable by the service itself, secrets only as env vars, probes on the
@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use bcfy_bus::connect::NatsConfig;
+use bcfy_bus::topology::TopologyConfig;
 use bcfy_chart::{CHART_DIR, values_schema_text};
 use bcfy_config::{ConfigSource, Validate};
+use bcfy_runtime::service::ServiceConfig;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -25,6 +28,10 @@ fn chart() -> PathBuf {
 
 fn many_shards() -> PathBuf {
     chart().join("ci/many-shards-values.yaml")
+}
+
+fn nats_cluster() -> PathBuf {
+    chart().join("ci/nats-cluster-values.yaml")
 }
 
 fn run(program: &str, args: &[&str]) -> Output {
@@ -104,14 +111,22 @@ fn values(file: &Path) -> Value {
 
 /// Where the chart mounts the NATS credentials Secret.
 const NATS_CREDENTIALS: &str = "/etc/bcfy/nats/nats.creds";
+/// Where the chart mounts the NATS TLS Secret.
+const NATS_TLS: &str = "/etc/bcfy/nats-tls/";
 
 /// Loads `config_yaml` the way the service binary does (file layer, no env) into `T`. The
-/// service checks that a credentials file exists, so the mounted path is pointed at a stand-in.
+/// service checks that its credentials and TLS files exist, so the mounted paths are pointed at
+/// stand-ins.
 fn loads_as<T: serde::de::DeserializeOwned + Validate>(config_yaml: &str) -> Result<T, String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let credentials = dir.path().join("nats.creds");
-    std::fs::write(&credentials, "stand-in").expect("written");
-    let config_yaml = config_yaml.replace(NATS_CREDENTIALS, credentials.to_str().expect("UTF-8"));
+    for file in ["nats.creds", "ca.crt", "tls.crt", "tls.key"] {
+        std::fs::write(dir.path().join(file), "stand-in").expect("written");
+    }
+    let tls_dir = format!("{}/", dir.path().to_str().expect("UTF-8"));
+    let config_yaml = config_yaml
+        .replace(NATS_CREDENTIALS, credentials.to_str().expect("UTF-8"))
+        .replace(NATS_TLS, &tls_dir);
     let file = dir.path().join("config.yaml");
     std::fs::write(&file, config_yaml).expect("written");
     ConfigSource::default()
@@ -144,18 +159,25 @@ fn lint_and_render_both_values_files_and_validate_the_manifests() {
     let chart = chart.to_str().expect("UTF-8");
     succeed("helm", &["lint", "--strict", chart]);
     let many = many_shards();
-    succeed(
-        "helm",
-        &[
-            "lint",
-            "--strict",
-            chart,
-            "-f",
-            many.to_str().expect("UTF-8"),
-        ],
-    );
+    let cluster = nats_cluster();
+    for values in [&many, &cluster] {
+        succeed(
+            "helm",
+            &[
+                "lint",
+                "--strict",
+                chart,
+                "-f",
+                values.to_str().expect("UTF-8"),
+            ],
+        );
+    }
     let dir = tempfile::tempdir().expect("temp dir");
-    for (label, values) in [("default", vec![]), ("many-shards", vec![many.as_path()])] {
+    for (label, values) in [
+        ("default", vec![]),
+        ("many-shards", vec![many.as_path()]),
+        ("nats-cluster", vec![cluster.as_path()]),
+    ] {
         let rendered = dir.path().join(format!("{label}.yaml"));
         std::fs::write(&rendered, render(&values)).expect("written");
         let rendered = rendered.to_str().expect("UTF-8");
@@ -180,6 +202,7 @@ fn lint_and_render_both_values_files_and_validate_the_manifests() {
         chart.to_owned() + "/values.yaml",
         chart.to_owned() + "/Chart.yaml",
         many.to_str().expect("UTF-8").to_owned(),
+        cluster.to_str().expect("UTF-8").to_owned(),
         format!("{deploy}/compose.yaml"),
         format!("{deploy}/compose/poller.yaml"),
         format!("{deploy}/compose/audio-fetcher.yaml"),
@@ -436,17 +459,25 @@ fn every_config_file_loads_in_its_service_and_carries_the_values() {
         let text = config_map["data"]["config.yaml"]
             .as_str()
             .expect("config.yaml");
-        let loaded = match name(config_map).trim_start_matches("rel-bcfy-pipeline-") {
-            n if n.starts_with("poller") => loads_as::<bcfy_poller::PollerConfig>(text).map(drop),
-            "audio-fetcher" => loads_as::<bcfy_audio_fetcher::FetcherConfig>(text).map(drop),
-            "transcriber" => loads_as::<bcfy_transcriber::TranscriberConfig>(text).map(drop),
-            "archive-cache" => loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(text).map(drop),
-            "gateway" => loads_as::<bcfy_gateway::GatewayConfig>(text).map(drop),
-            "alerter" => loads_as::<bcfy_alerter::AlerterConfig>(text).map(drop),
-            other => panic!("unexpected ConfigMap {other}"),
-        };
-        loaded.unwrap_or_else(|e| panic!("{}: {e}", name(config_map)));
+        shared_settings(name(config_map), text)
+            .unwrap_or_else(|e| panic!("{}: {e}", name(config_map)));
     }
+}
+
+/// Loads a workload's config file in its service and returns the settings every service shares.
+fn shared_settings(workload: &str, text: &str) -> Result<(NatsConfig, TopologyConfig), String> {
+    fn shared<C: ServiceConfig>(config: &C) -> (NatsConfig, TopologyConfig) {
+        (config.nats().clone(), config.topology().clone())
+    }
+    Ok(match workload.trim_start_matches("rel-bcfy-pipeline-") {
+        n if n.starts_with("poller") => shared(&loads_as::<bcfy_poller::PollerConfig>(text)?),
+        "audio-fetcher" => shared(&loads_as::<bcfy_audio_fetcher::FetcherConfig>(text)?),
+        "transcriber" => shared(&loads_as::<bcfy_transcriber::TranscriberConfig>(text)?),
+        "archive-cache" => shared(&loads_as::<bcfy_archive_cache::ArchiveCacheConfig>(text)?),
+        "gateway" => shared(&loads_as::<bcfy_gateway::GatewayConfig>(text)?),
+        "alerter" => shared(&loads_as::<bcfy_alerter::AlerterConfig>(text)?),
+        other => panic!("unexpected ConfigMap {other}"),
+    })
 }
 
 #[test]
@@ -612,4 +643,59 @@ fn the_compose_configs_load_in_their_services() {
     );
     let alerter: bcfy_alerter::AlerterConfig = loads_as(&text("alerter")).expect("alerter");
     assert_eq!(alerter.rules.len(), 2);
+}
+
+#[test]
+fn on_a_nats_cluster_each_service_is_its_own_user_over_tls_with_three_replicas() {
+    let objects = parse_objects(&render(&[&nats_cluster()]));
+    let deployments = of_kind(&objects, "Deployment");
+    assert_eq!(deployments.len(), 6, "one workload per service");
+    for deployment in deployments {
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let program = container["command"][0].as_str().expect("a program");
+        let env = container["env"].as_array().expect("env");
+        let var = |name: &str| env.iter().find(|e| e["name"] == name);
+        assert_eq!(
+            var("BCFY_NATS__USER").map(|e| &e["value"]),
+            Some(&Value::from(program)),
+            "{program} connects as its own user"
+        );
+        assert_eq!(
+            var("BCFY_NATS__PASSWORD").map(|e| &e["valueFrom"]["secretKeyRef"]),
+            Some(&serde_json::json!({"name": format!("bcfy-nats-{program}"), "key": "password"})),
+            "{program}'s password comes from its own Secret"
+        );
+        let mounts = container["volumeMounts"].as_array().expect("mounts");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"] == "nats-tls" && m["mountPath"] == "/etc/bcfy/nats-tls"),
+            "{program}: {mounts:?}"
+        );
+        let volume = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == "nats-tls")
+            .expect("the TLS volume");
+        assert_eq!(volume["secret"]["secretName"], "bcfy-nats-client-tls");
+        let config_map = of_kind(&objects, "ConfigMap")
+            .into_iter()
+            .find(|c| c["metadata"]["name"] == deployment["metadata"]["name"])
+            .expect("its ConfigMap");
+        let config_yaml = config_map["data"]["config.yaml"].as_str().expect("config");
+        let (nats, topology) = shared_settings(name(config_map), config_yaml)
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert_eq!(topology.replicas, 3, "{program}: several servers, R3");
+        assert!(nats.tls.required, "{program}");
+        assert!(
+            nats.tls.ca_file.is_some()
+                && nats.tls.cert_file.is_some()
+                && nats.tls.key_file.is_some(),
+            "{program}: {:?}",
+            nats.tls
+        );
+        assert!(!config_yaml.contains("credentials_file"), "{program}");
+    }
 }

@@ -21,8 +21,14 @@ pub fn common(nats_url: &str, log_filter: &str) -> String {
 
 /// [`common`] with the admin port `admin`, for a test that reads `/readyz` or `/metrics`.
 pub fn common_on(nats_url: &str, log_filter: &str, admin: u16) -> String {
+    common_with(nats_url, log_filter, admin, "")
+}
+
+/// [`common_on`] with more `nats` settings (`nats_extra`: lines indented by two spaces, such as
+/// credentials and TLS).
+pub fn common_with(nats_url: &str, log_filter: &str, admin: u16, nats_extra: &str) -> String {
     format!(
-        "nats:\n  urls: [\"{nats_url}\"]\nadmin:\n  listen_addr: 127.0.0.1:{admin}\nlog:\n  filter: {log_filter}\n"
+        "nats:\n  urls: [\"{nats_url}\"]\n{nats_extra}admin:\n  listen_addr: 127.0.0.1:{admin}\nlog:\n  filter: {log_filter}\n"
     )
 }
 

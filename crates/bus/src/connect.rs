@@ -33,6 +33,9 @@ pub struct NatsConfig {
     pub urls: Vec<String>,
     /// Connection name shown by the server (defaults to the service name).
     pub name: Option<String>,
+    /// Prefix of the subjects replies come back on (defaults to `_INBOX_{service}`): a user
+    /// limited to its own permissions may subscribe to its own inbox only.
+    pub inbox_prefix: Option<String>,
     /// A `.creds` file (JWT + NKey seed), as `nsc` writes them.
     pub credentials_file: Option<PathBuf>,
     /// A file holding an NKey seed (`SU...`).
@@ -83,6 +86,7 @@ impl Default for NatsConfig {
         Self {
             urls: vec![DEFAULT_NATS_URL.to_owned()],
             name: None,
+            inbox_prefix: None,
             credentials_file: None,
             nkey_seed_file: None,
             user: None,
@@ -134,6 +138,16 @@ impl Validate for NatsConfig {
                 "choose one of credentials_file, nkey_seed_file, user/password, token",
             );
         }
+        if let Some(prefix) = &self.inbox_prefix {
+            let valid = !prefix.is_empty()
+                && prefix
+                    .split('.')
+                    .all(|token| !token.is_empty() && !matches!(token, "*" | ">"))
+                && !prefix.contains(char::is_whitespace);
+            if !valid {
+                issue("inbox_prefix", "must be a subject without wildcards");
+            }
+        }
         if self.user.is_some() != self.password.is_some() {
             issue("user", "user and password go together");
         }
@@ -169,6 +183,9 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// The server, or the TLS handshake with it, refused the client.
+    #[error("NATS refused the connection ({0}); check nats.tls and the credentials")]
+    Refused(async_nats::ConnectError),
     /// The client refused the options.
     #[error("cannot connect to NATS")]
     Connect(#[source] async_nats::ConnectError),
@@ -182,13 +199,50 @@ pub fn reconnect_delay(attempt: usize, max: Duration) -> Duration {
 
 /// Connects with `config`, naming the connection `service` unless the config names it.
 ///
+/// The first attempt is made at once: a server that refuses the client (a certificate it does
+/// not trust or that does not match, credentials it rejects) is a configuration error, reported
+/// with the server's or TLS's reason instead of retried forever. A server that cannot be reached
+/// yet is waited for in the background.
+///
 /// # Errors
 ///
-/// When a credentials file cannot be read; connection failures are retried in the background.
+/// When a credentials file cannot be read, or the server refuses the client.
 pub async fn connect(
     config: &NatsConfig,
     service: &str,
 ) -> Result<async_nats::Client, ConnectError> {
+    match options(config, service)?.connect(config.urls.clone()).await {
+        Ok(client) => Ok(client),
+        Err(error) if is_refusal(&error) => Err(ConnectError::Refused(error)),
+        Err(error) => {
+            tracing::warn!(error = %error, "NATS cannot be reached yet; retrying.");
+            options(config, service)?
+                .retry_on_initial_connect()
+                .connect(config.urls.clone())
+                .await
+                .map_err(ConnectError::Connect)
+        }
+    }
+}
+
+/// Whether the server turned the client down or the TLS handshake failed (an untrusted or
+/// mismatched certificate), as opposed to the server not answering.
+fn is_refusal(error: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind as Kind;
+    // The client reports a failed handshake as an I/O error carrying rustls's reason.
+    let handshake_failed = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<rustls::Error>());
+    handshake_failed
+        || matches!(
+            error.kind(),
+            Kind::Tls | Kind::AuthorizationViolation | Kind::Authentication
+        )
+}
+
+/// The client options `config` asks for.
+fn options(config: &NatsConfig, service: &str) -> Result<ConnectOptions, ConnectError> {
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).map_err(|source| ConnectError::ReadFile {
             path: path.clone(),
@@ -221,18 +275,19 @@ pub async fn connect(
     }
     let max_delay = config.reconnect_max_delay;
     let name = config.name.clone().unwrap_or_else(|| service.to_owned());
-    options
+    let inbox_prefix = config
+        .inbox_prefix
+        .clone()
+        .unwrap_or_else(|| crate::access::inbox_prefix(service));
+    Ok(options
         .name(name)
+        .custom_inbox_prefix(inbox_prefix)
         .require_tls(config.tls.required)
         .connection_timeout(config.connect_timeout)
         .request_timeout(Some(config.request_timeout))
-        .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(move |attempt| reconnect_delay(attempt, max_delay))
-        .event_callback(|event| async move { log_event(&event) })
-        .connect(config.urls.clone())
-        .await
-        .map_err(ConnectError::Connect)
+        .event_callback(|event| async move { log_event(&event) }))
 }
 
 fn log_event(event: &Event) {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`access`]: each service's NATS user and permissions, from the topology;
 //! - [`backlog`]: a downstream consumer's backlog, for back-pressure;
 //! - [`backoff`]: the one doubling, capped, optionally jittered retry delay ([`Backoff`]);
 //! - [`connect`]: connection options from config (servers, credentials, TLS, reconnect policy);
@@ -17,6 +18,7 @@
 //! - [`consume`]: explicit ack, NAK with delay, TERM, heartbeats, NAK-on-drop, dead letters;
 //! - [`trace_context`]: W3C trace context in NATS headers.
 
+pub mod access;
 pub mod backlog;
 pub mod backoff;
 pub mod call_id;

@@ -6,13 +6,15 @@
 //!   and a temporary store, restarts it on the same store, forms a three-node [`NatsCluster`],
 //!   and kills and cleans up on drop. The binary comes from `NATS_SERVER_BIN`, else `PATH`, else
 //!   the pinned version is provisioned under `target/` (see [`nats::binary`]); and
-//!   [`nats::stream_messages`] counts what a stream holds.
+//!   [`nats::stream_messages`] counts what a stream holds; [`nats::credentials`] issues NKey
+//!   users and the operator/account/user JWTs of a `.creds` file.
 //! - [`eventually`](mod@eventually): wait for a condition with patience instead of sleeping;
 //! - [`isolated`]: a service in a runtime of its own, to stop or kill, and metric readings.
 //! - [`service`]: a service's `run` under test ([`ServiceUnderTest`]), with its readiness and
 //!   metrics;
 //! - [`stt`]: an in-process OpenAI-compatible speech-to-text server ([`FakeStt`]);
 //! - [`faster_whisper`]: a real faster-whisper-server on the tiny.en model;
+//! - [`pki`]: a throwaway CA with server and client certificates ([`pki::Pki`]);
 //! - [`otlp`]: an in-process OTLP/gRPC collector that records the spans services export;
 //! - [`proc_stat`]: CPU time of processes and threads, for benchmarks;
 //! - [`speech`]: word error rates of transcripts, and the offline Whisper test model;
@@ -26,6 +28,7 @@ pub mod faster_whisper;
 pub mod isolated;
 pub mod nats;
 pub mod otlp;
+pub mod pki;
 pub mod proc_stat;
 pub mod service;
 pub mod speech;

@@ -6,6 +6,7 @@
 //! process is killed. When a test panics, the tail of the server log is printed to help.
 
 pub mod binary;
+pub mod credentials;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub struct NatsServer {
     args: Vec<OsString>,
     /// Extra environment variables (a config's `$VARIABLE`s), kept for restarts.
     env: Vec<(OsString, OsString)>,
+    /// Extra server config (TLS, authorization), after the test defaults.
+    config: String,
     /// Client and monitoring ports, known after the first start and reused on restart.
     ports: Option<Ports>,
 }
@@ -84,6 +87,21 @@ impl NatsServer {
         server
     }
 
+    /// Starts a single server with `config` added to its config file (a `tls` block, an
+    /// `authorization` block) and environment variables its `$VARIABLE`s read.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with_config(config: &str, env: &[(&str, &str)]) -> Self {
+        let mut server = Self::unstarted();
+        server.config = config.to_owned();
+        server.reconfigure(&[], env);
+        server.spawn();
+        server.wait_healthy().await;
+        server
+    }
+
     /// A server with its own directory, not started yet.
     fn unstarted() -> Self {
         let dir = tempfile::Builder::new()
@@ -95,6 +113,7 @@ impl NatsServer {
             dir,
             args: Vec::new(),
             env: Vec::new(),
+            config: String::new(),
             ports: None,
         }
     }
@@ -199,7 +218,7 @@ impl NatsServer {
             .open(self.log_path());
         let log = log.unwrap();
         let config = self.dir.path().join("server.conf");
-        std::fs::write(&config, SERVER_CONFIG).unwrap();
+        std::fs::write(&config, format!("{SERVER_CONFIG}{}", self.config)).unwrap();
         let process = Command::new(binary::binary())
             .arg("--config")
             .arg(&config)
@@ -250,8 +269,13 @@ impl NatsServer {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    /// Everything the server has logged so far (e.g. its permission violations).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }

@@ -61,17 +61,43 @@ app.kubernetes.io/part-of: bcfy-pipeline
 
 {{/*
 A service's config file: the shared `config`, the service's own `config` over it, then what
-the chart owns (the admin port, the NATS credentials file). Args: root, config (the service's
-own config, already merged with anything per workload).
+the chart owns (the admin port, the NATS credentials file and TLS files). Several NATS URLs mean
+a JetStream cluster: streams and buckets then get three replicas unless `topology.replicas` is
+set. Args: root, program, config (the service's own config, already merged with anything per
+workload).
 */}}
 {{- define "bcfy.configFile" -}}
 {{- $merged := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .config) -}}
+{{- $topology := $merged.topology | default dict -}}
+{{- if and (gt (len ($merged.nats.urls | default list)) 1) (not (hasKey $topology "replicas")) -}}
+{{- $_ := set $topology "replicas" 3 -}}
+{{- $_ := set $merged "topology" $topology -}}
+{{- end -}}
 {{- $owned := dict "admin" (dict "listen_addr" (printf "0.0.0.0:%d" (int .root.Values.adminPort))) -}}
-{{- if .root.Values.secrets.nats.existingSecret -}}
-{{- $_ := set $owned "nats" (dict "credentials_file" "/etc/bcfy/nats/nats.creds") -}}
+{{- $nats := dict -}}
+{{- if and .root.Values.secrets.nats.existingSecret (not (include "bcfy.natsUserSecret" .)) -}}
+{{- $_ := set $nats "credentials_file" "/etc/bcfy/nats/nats.creds" -}}
+{{- end -}}
+{{- with .root.Values.secrets.nats.tls -}}
+{{- if .existingSecret -}}
+{{- $tls := dict "required" true "ca_file" "/etc/bcfy/nats-tls/ca.crt" -}}
+{{- if .clientCertificate -}}
+{{- $_ := set $tls "cert_file" "/etc/bcfy/nats-tls/tls.crt" -}}
+{{- $_ := set $tls "key_file" "/etc/bcfy/nats-tls/tls.key" -}}
+{{- end -}}
+{{- $_ := set $nats "tls" $tls -}}
+{{- end -}}
+{{- end -}}
+{{- if $nats -}}
+{{- $_ := set $owned "nats" $nats -}}
 {{- end -}}
 {{- $merged = mustMergeOverwrite $merged $owned -}}
 {{- toYaml $merged -}}
+{{- end -}}
+
+{{/* The Secret with this program's own NATS user's password, if it has one. Args: root, program. */}}
+{{- define "bcfy.natsUserSecret" -}}
+{{- index (.root.Values.secrets.nats.users | default dict) .program | default "" -}}
 {{- end -}}
 
 {{/* terminationGracePeriodSeconds: the service's shutdown_grace ("30s") plus the margin. */}}
@@ -114,6 +140,13 @@ spec:
       env:
         - name: BCFY_CONFIG_FILE
           value: /etc/bcfy/config.yaml
+        {{- with include "bcfy.natsUserSecret" . }}
+        - name: BCFY_NATS__USER
+          value: {{ $.program | quote }}
+        - name: BCFY_NATS__PASSWORD
+          valueFrom:
+            secretKeyRef: {name: {{ . | quote }}, key: password}
+        {{- end }}
         {{- with .env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -150,9 +183,14 @@ spec:
           readOnly: true
         - name: tmp
           mountPath: /tmp
-        {{- if .root.Values.secrets.nats.existingSecret }}
+        {{- if and .root.Values.secrets.nats.existingSecret (not (include "bcfy.natsUserSecret" .)) }}
         - name: nats-credentials
           mountPath: /etc/bcfy/nats
+          readOnly: true
+        {{- end }}
+        {{- if .root.Values.secrets.nats.tls.existingSecret }}
+        - name: nats-tls
+          mountPath: /etc/bcfy/nats-tls
           readOnly: true
         {{- end }}
         {{- range .secretFiles }}
@@ -171,13 +209,26 @@ spec:
         name: {{ .configMap }}
     - name: tmp
       emptyDir: {}
-    {{- if .root.Values.secrets.nats.existingSecret }}
+    {{- if and .root.Values.secrets.nats.existingSecret (not (include "bcfy.natsUserSecret" .)) }}
     - name: nats-credentials
       secret:
         secretName: {{ .root.Values.secrets.nats.existingSecret }}
         items:
           - key: nats.creds
             path: nats.creds
+    {{- end }}
+    {{- with .root.Values.secrets.nats.tls }}
+    {{- if .existingSecret }}
+    - name: nats-tls
+      secret:
+        secretName: {{ .existingSecret }}
+        items:
+          - {key: ca.crt, path: ca.crt}
+          {{- if .clientCertificate }}
+          - {key: tls.crt, path: tls.crt}
+          - {key: tls.key, path: tls.key}
+          {{- end }}
+    {{- end }}
     {{- end }}
     {{- range .secretFiles }}
     - name: {{ .name }}
