@@ -3,6 +3,7 @@
 //!
 //! - [`admin`]: a service's metrics read from its admin port.
 //! - [`bench`](mod@bench): the benchmarks' knobs and percentiles.
+//! - [`faults`]: the fault runs' simulator, service configs, scripted faults and call feed.
 //! - [`backlog`]: whether the fetcher and transcriber consumers still hold work.
 //! - [`pipeline`]: poller, audio fetcher and transcriber with a fake STT, for load runs.
 //! - [`service`]: start, `kill -9` and restart a service binary with a YAML config.
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod backlog;
 pub mod bench;
+pub mod faults;
 pub mod pipeline;
 pub mod raw_jetstream;
 pub mod service;

@@ -145,6 +145,13 @@ impl Service {
         self.spawn();
     }
 
+    /// Whether the process is still running (it never exited by itself).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_none()))
+    }
+
     /// The process's log so far, across restarts.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

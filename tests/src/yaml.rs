@@ -14,7 +14,8 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// `nats`, `admin` (on a free port) and `log` settings (`log_filter`, e.g. `info`).
+/// `nats`, `admin` (on a free port) and `log` settings (`log_filter`, e.g. `info`); `nats_url`
+/// is one server or several, comma-separated.
 pub fn common(nats_url: &str, log_filter: &str) -> String {
     common_on(nats_url, log_filter, free_port())
 }
@@ -28,7 +29,7 @@ pub fn common_on(nats_url: &str, log_filter: &str, admin: u16) -> String {
 /// credentials and TLS).
 pub fn common_with(nats_url: &str, log_filter: &str, admin: u16, nats_extra: &str) -> String {
     format!(
-        "nats:\n  urls: [\"{nats_url}\"]\n{nats_extra}admin:\n  listen_addr: 127.0.0.1:{admin}\nlog:\n  filter: {log_filter}\n"
+        "nats:\n  urls: \"{nats_url}\"\n{nats_extra}admin:\n  listen_addr: 127.0.0.1:{admin}\nlog:\n  filter: {log_filter}\n"
     )
 }
 

@@ -17,206 +17,20 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use bcfy_bus::topology::{STREAM_CALLS_LIVE, STREAM_DEAD_LETTERS, STREAM_TRANSCRIPTIONS};
+use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
-use bcfy_e2e::yaml::{common, free_port, site};
-use bcfy_proto::archive_service_client::ArchiveServiceClient;
-use bcfy_proto::{DeadLetter, GetArchivedCallsRequest, LiveCallEnvelope, TranscriptionResult};
-use bcfy_simulator::{
-    CallSpec, Fault, FaultRates, LedgerEntry, RetryAfter, Route, SimConfig, Simulator,
+use bcfy_e2e::faults::{
+    BETWEEN_FAULTS, CALL_EVERY, DELIVERY_BOUND, DOWN_FOR, STT_KEY, Tally, feed, script_every_fault,
+    service_configs, simulator_config, transcripts_of,
 };
-use bcfy_test_support::stt::{FakeStt, Options, transcript_for_sha256};
+use bcfy_e2e::yaml::free_port;
+use bcfy_proto::GetArchivedCallsRequest;
+use bcfy_proto::archive_service_client::ArchiveServiceClient;
+use bcfy_simulator::{LedgerEntry, Simulator};
+use bcfy_test_support::stt::{FakeStt, Options};
 use bcfy_test_support::{NatsServer, eventually};
 use tokio::time::Instant;
-
-const STT_KEY: &str = "sk-fault-run-secret-4711";
-/// The bound: everything delivered within this long of the last recovery.
-const DELIVERY_BOUND: Duration = Duration::from_secs(60);
-/// New calls while the faults run, one per tick.
-const CALL_EVERY: Duration = Duration::from_millis(300);
-/// How long a killed service stays down.
-const DOWN_FOR: Duration = Duration::from_secs(2);
-/// Time between one kill and the next.
-const BETWEEN_FAULTS: Duration = Duration::from_secs(8);
-
-fn simulator_config() -> SimConfig {
-    let mut config = SimConfig::for_tests();
-    config.systems = 2;
-    config.talkgroups_per_system = 3;
-    config.faults = FaultRates {
-        truncate_audio_rate: 0.05,
-        slow_audio_rate: 0.05,
-        ..FaultRates::every(0.03)
-    };
-    config
-}
-
-/// Consumer timings short enough that a killed replica's calls come back within seconds, and a
-/// block claim that a killed archive cache (or a NATS restart) leaves behind lapses as soon.
-fn service_configs(
-    nats: &str,
-    sim: &Simulator,
-    stt: &FakeStt,
-    grpc: u16,
-) -> [(&'static str, String); 4] {
-    let groups = |sid: i64| {
-        sim.world()
-            .talkgroups
-            .iter()
-            .filter(|t| t.sid == sid)
-            .map(|t| format!("\"{}-{}\"", t.sid, t.tg))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    [
-        (
-            "poller",
-            format!(
-                "{}{}live_producer:\n  poll_interval: 1s\n  max_backoff: 4s\n  look_back_interval: 5s\nshards:\n  - name: a\n    groups: [{}]\n  - name: b\n    groups: [{}]\n",
-                common(nats, "info"),
-                site(sim, true),
-                groups(7001),
-                groups(7002)
-            ),
-        ),
-        (
-            "audio-fetcher",
-            format!(
-                "{}{}audio:\n  ack_wait: 5s\n  not_found_initial_delay: 500ms\n  not_found_max_delay: 2s\n  retry_initial_delay: 500ms\n  retry_max_delay: 3s\n",
-                common(nats, "info"),
-                site(sim, false)
-            ),
-        ),
-        (
-            "transcriber",
-            format!(
-                "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: {STT_KEY}\n  max_concurrency: 4\n  request_timeout: 5s\nconsumer:\n  ack_wait: 5s\n  retry_initial_delay: 500ms\n  retry_max_delay: 3s\n  provider_backoff_initial: 1s\n  provider_backoff_max: 3s\n",
-                common(nats, "info"),
-                stt.url()
-            ),
-        ),
-        (
-            "archive-cache",
-            format!(
-                "{}{}grpc:\n  listen_addr: 127.0.0.1:{grpc}\ncache:\n  claim_ttl: 5s\n",
-                common(nats, "info"),
-                site(sim, true)
-            ),
-        ),
-    ]
-}
-
-/// Queues one of each fault for the next requests to each route.
-fn script_every_fault(sim: &Simulator) {
-    let second = Duration::from_secs(1);
-    let retry_after = || Some(RetryAfter::Seconds(1));
-    let faults = [
-        (
-            Route::LiveCalls,
-            Fault::Status {
-                status: 429,
-                retry_after: retry_after(),
-            },
-        ),
-        (
-            Route::LiveCalls,
-            Fault::Status {
-                status: 502,
-                retry_after: None,
-            },
-        ),
-        (
-            Route::LiveCalls,
-            Fault::SlowStatus {
-                status: 504,
-                after: second,
-            },
-        ),
-        (Route::LiveCalls, Fault::ExpireSession),
-        (Route::LiveCalls, Fault::Slow(second)),
-        (Route::LiveCalls, Fault::MalformedJson),
-        (Route::LiveCalls, Fault::BadRecords),
-        (Route::LiveCalls, Fault::Reset),
-        (Route::Audio, Fault::NotFound),
-        (
-            Route::Audio,
-            Fault::Status {
-                status: 503,
-                retry_after: retry_after(),
-            },
-        ),
-        (
-            Route::Audio,
-            Fault::Status {
-                status: 500,
-                retry_after: None,
-            },
-        ),
-        (Route::Audio, Fault::TruncateAudio { after_bytes: 1024 }),
-        (
-            Route::Audio,
-            Fault::SlowBody {
-                chunk: 2048,
-                pause: Duration::from_millis(50),
-            },
-        ),
-        (Route::Audio, Fault::Slow(second)),
-        (Route::Audio, Fault::Reset),
-        (
-            Route::Archive,
-            Fault::Status {
-                status: 503,
-                retry_after: retry_after(),
-            },
-        ),
-        (Route::Archive, Fault::MalformedJson),
-        (Route::Archive, Fault::ExpireSession),
-    ];
-    for (route, fault) in faults {
-        sim.inject(route, fault);
-    }
-}
-
-/// Adds a call every tick until stopped: random talkgroup and clip, one in ten late by 15 s
-/// (behind the poller's cursor), one in ten with audio that 404s for 3 s.
-fn feed(sim: &Simulator, n: u64) {
-    let talkgroups = &sim.world().talkgroups;
-    let talkgroup = &talkgroups[(n as usize * 7) % talkgroups.len()];
-    sim.add_call(CallSpec {
-        talkgroup: Some((talkgroup.sid, talkgroup.tg)),
-        clip: Some((n as usize * 5) % 12),
-        late_by: (n % 10 == 3).then_some(Duration::from_secs(15)),
-        audio_lag: (n % 10 == 7).then_some(Duration::from_secs(3)),
-        ..CallSpec::default()
-    });
-}
-
-/// Every stored message's payload in `stream`, decoded.
-async fn stored<M: prost::Message + Default>(js: &jetstream::Context, stream: &str) -> Vec<M> {
-    let mut stream = js.get_stream(stream).await.expect("stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut messages = Vec::new();
-    for sequence in 1..=last {
-        if let Ok(message) = stream.get_raw_message(sequence).await {
-            messages.push(M::decode(message.payload).expect("decodes"));
-        }
-    }
-    messages
-}
-
-async fn transcripts_of(js: &jetstream::Context, ledger: &[LedgerEntry]) -> Option<usize> {
-    let count = js
-        .get_stream(STREAM_TRANSCRIPTIONS)
-        .await
-        .ok()?
-        .info()
-        .await
-        .ok()?
-        .state
-        .messages as usize;
-    (count >= ledger.len()).then_some(count)
-}
 
 /// `Some` once the archive cache answers `call`'s block with the call in it.
 async fn archive_answers(grpc: u16, call: &LedgerEntry) -> Option<()> {
@@ -258,7 +72,7 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
     let dir = tempfile::tempdir().expect("temp dir");
     let grpc = free_port();
     let otel_off = [("OTEL_SDK_DISABLED", "true")];
-    let mut services: Vec<Service> = service_configs(&nats.url(), &sim, &stt, grpc)
+    let mut services: Vec<Service> = service_configs(&nats.url(), &sim, &stt, grpc, "")
         .iter()
         .map(|(name, config)| Service::start_with_env(name, config, dir.path(), &otel_off))
         .collect();
@@ -331,30 +145,7 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
     })
     .await;
 
-    let live: Vec<LiveCallEnvelope> = stored(&js, STREAM_CALLS_LIVE).await;
-    let transcripts: Vec<TranscriptionResult> = stored(&js, STREAM_TRANSCRIPTIONS).await;
-    let dead_letters: Vec<DeadLetter> = stored(&js, STREAM_DEAD_LETTERS).await;
-    let mut live_per_call: BTreeMap<&str, usize> = BTreeMap::new();
-    for event in &live {
-        *live_per_call.entry(event.call_id.as_str()).or_default() += 1;
-    }
-    let mut transcripts_per_call: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for result in &transcripts {
-        transcripts_per_call
-            .entry(result.call_id.as_str())
-            .or_default()
-            .push(result.text.as_str());
-    }
-    let lost: Vec<&str> = ledger
-        .iter()
-        .filter(|c| !transcripts_per_call.contains_key(c.key.as_str()))
-        .map(|c| c.key.as_str())
-        .collect();
-    let doubled = transcripts_per_call
-        .values()
-        .filter(|t| t.len() > 1)
-        .count()
-        + live_per_call.values().filter(|n| **n > 1).count();
+    let tally = Tally::read(&js, &ledger).await;
     eventually(
         Duration::from_secs(30),
         "an archive answer after the restarts",
@@ -373,15 +164,7 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
     for line in &timeline {
         eprintln!("  {line}");
     }
-    eprintln!(
-        "  calls {} · live events {} · transcripts {} · lost {} · doubled {} · dead letters {}",
-        ledger.len(),
-        live.len(),
-        transcripts.len(),
-        lost.len(),
-        doubled,
-        dead_letters.len()
-    );
+    eprintln!("  calls {} · {tally}", ledger.len());
     eprintln!(
         "  upstream answers by status {faults:?} · STT requests {} ({} failed on purpose)",
         stt.requests(),
@@ -392,22 +175,8 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
         delivered_after.as_secs_f64()
     );
 
-    assert!(lost.is_empty(), "lost: {lost:?}");
-    assert_eq!(doubled, 0, "a call published or transcribed twice");
-    assert_eq!(
-        transcripts.len(),
-        ledger.len(),
-        "only the simulator's calls"
-    );
-    for call in &ledger {
-        assert_eq!(
-            transcripts_per_call[call.key.as_str()],
-            [transcript_for_sha256(&call.audio_sha256).as_str()],
-            "{} was transcribed from other audio",
-            call.key
-        );
-    }
-    for letter in &dead_letters {
+    tally.assert_each_call_once(&ledger);
+    for letter in &tally.dead_letters {
         assert_eq!(
             (letter.stage.as_str(), letter.error_kind.as_str()),
             ("poller", "bad_upstream_record"),
@@ -415,7 +184,7 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
         );
     }
     assert!(
-        !dead_letters.is_empty(),
+        !tally.dead_letters.is_empty(),
         "the junk records were dead-lettered"
     );
     assert!(

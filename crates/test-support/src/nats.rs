@@ -383,6 +383,29 @@ impl NatsCluster {
     pub fn nodes_mut(&mut self) -> &mut [NatsServer] {
         &mut self.nodes
     }
+
+    /// The index of the node a server name (`node-1`) belongs to.
+    pub fn node_named(name: &str) -> Option<usize> {
+        name.strip_prefix("node-")?.parse().ok()
+    }
+
+    /// The index of the JetStream meta leader, as the first running node that knows one reports
+    /// it (`/jsz`); `None` while there is none.
+    pub async fn meta_leader(&self) -> Option<usize> {
+        for node in self.nodes.iter().filter(|n| n.process.is_some()) {
+            let url = format!("http://127.0.0.1:{}/jsz", node.ports().monitoring);
+            let Ok(answer) = reqwest::get(&url).await else {
+                continue;
+            };
+            let Ok(jsz) = answer.json::<serde_json::Value>().await else {
+                continue;
+            };
+            if let Some(leader) = jsz["meta_cluster"]["leader"].as_str() {
+                return Self::node_named(leader);
+            }
+        }
+        None
+    }
 }
 
 /// How many messages `stream` holds.

@@ -470,57 +470,17 @@ async fn health_and_reflection_are_served() {
     replica.service.stop().await.unwrap();
 }
 
-/// PEM files of a test CA, a server certificate for `localhost` and a client certificate.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let signed = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = signed("localhost");
-    let (client_cert, client_key) = signed("client");
-    for (name, pem) in [
-        ("ca.pem", &ca),
-        ("server.pem", &server_cert),
-        ("server.key", &server_key),
-    ] {
-        std::fs::write(dir.path().join(name), pem).unwrap();
-    }
-    Pki {
-        dir,
-        ca,
-        client_cert,
-        client_key,
-    }
-}
-
 #[tokio::test]
 async fn tls_with_client_certificates_admits_only_known_clients() {
+    use bcfy_test_support::pki::Pki;
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let world = World::new().await;
-    let pki = pki();
+    let pki = Pki::new();
     let mut config = world.config();
     config.grpc.tls = Some(bcfy_archive_cache::config::TlsConfig {
-        cert_path: pki.dir.path().join("server.pem"),
-        key_path: pki.dir.path().join("server.key"),
-        client_ca_path: Some(pki.dir.path().join("ca.pem")),
+        cert_path: pki.server_cert_file(),
+        key_path: pki.server_key_file(),
+        client_ca_path: Some(pki.ca_file()),
     });
     let addr = config.grpc.listen_addr;
     let service = ServiceUnderTest::start("archive-cache", config, bcfy_archive_cache::run);
@@ -528,17 +488,22 @@ async fn tls_with_client_certificates_admits_only_known_clients() {
         tokio::net::TcpStream::connect(addr).await.ok()
     })
     .await;
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&pki.ca))
-        .domain_name("localhost");
+    let tls = |ca: &Pki| {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.pem(&ca.ca_file())))
+            .domain_name("localhost")
+    };
+    let identity = |of: &Pki| {
+        Identity::from_pem(
+            of.pem(&of.client_cert_file()),
+            of.pem(&of.client_key_file()),
+        )
+    };
     let endpoint = Channel::from_shared(format!("https://{addr}")).unwrap();
 
     let known = endpoint
         .clone()
-        .tls_config(
-            tls.clone()
-                .identity(Identity::from_pem(&pki.client_cert, &pki.client_key)),
-        )
+        .tls_config(tls(&pki).identity(identity(&pki)))
         .unwrap()
         .connect()
         .await
@@ -548,14 +513,25 @@ async fn tls_with_client_certificates_admits_only_known_clients() {
         .unwrap();
     assert_eq!(result.calls.len(), 3);
 
-    // Without a client certificate the handshake is refused.
-    let refused = match endpoint.tls_config(tls).unwrap().connect().await {
-        Err(_) => true,
-        Ok(channel) => get(&mut ArchiveServiceClient::new(channel), closed_block())
-            .await
-            .is_err(),
-    };
-    assert!(refused, "a client without a certificate was served");
+    // Without a client certificate, or with one of another CA, the handshake is refused; a
+    // client that trusts another CA refuses the server.
+    let other = Pki::other();
+    for (what, client) in [
+        ("no certificate", tls(&pki)),
+        (
+            "a certificate of another CA",
+            tls(&pki).identity(identity(&other)),
+        ),
+        ("trust in another CA", tls(&other).identity(identity(&pki))),
+    ] {
+        let refused = match endpoint.clone().tls_config(client).unwrap().connect().await {
+            Err(_) => true,
+            Ok(channel) => get(&mut ArchiveServiceClient::new(channel), closed_block())
+                .await
+                .is_err(),
+        };
+        assert!(refused, "a client with {what} was served");
+    }
     service.stop().await.unwrap();
 }
 

@@ -14,6 +14,7 @@ use bcfy_bus::{CallId, Publisher};
 use bcfy_gateway::GatewayConfig;
 use bcfy_gateway::config::TlsConfig;
 use bcfy_proto::{Call, LiveCallEnvelope};
+use bcfy_test_support::pki::Pki;
 use bcfy_test_support::sse::SseStream;
 use bcfy_test_support::{NatsServer, ServiceUnderTest, eventually};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -205,28 +206,30 @@ async fn shutdown_tells_streaming_clients_to_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_served_through_rustls() {
     let nats = NatsServer::start().await;
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, certified.cert.pem()).expect("written");
-    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("written");
+    let pki = Pki::new();
     let mut config = config(&nats);
     config.http.tls = Some(TlsConfig {
-        cert_path,
-        key_path,
+        cert_path: pki.server_cert_file(),
+        key_path: pki.server_key_file(),
     });
     let (gateway, addr) = started(config).await;
     let port = addr.port();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("a PEM"),
-        )
-        .build()
-        .expect("a client");
+    let trusting = |ca: &Pki| {
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.pem(&ca.ca_file()).as_bytes()).expect("a PEM"),
+            )
+            .build()
+            .expect("a client")
+    };
     let url = format!("https://localhost:{port}/v1/openapi.json");
-    let response = client.get(&url).send().await.expect("a TLS answer");
+    let response = trusting(&pki).get(&url).send().await.expect("a TLS answer");
     assert_eq!(response.status(), 200);
+    let untrusted = trusting(&Pki::other()).get(&url).send().await;
+    assert!(
+        untrusted.is_err(),
+        "a client trusting another CA accepted the gateway"
+    );
     let plain = reqwest::get(format!("http://localhost:{port}/v1/openapi.json")).await;
     assert!(plain.is_err(), "plain HTTP is not served on a TLS port");
     gateway.stop().await.expect("a clean stop");
