@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -13,7 +14,8 @@ use bcfy_proto::{DeadLetter, LiveCallEnvelope, TranscriptionResult};
 use bcfy_simulator::{
     CallSpec, Fault, FaultRates, LedgerEntry, RetryAfter, Route, SimConfig, Simulator,
 };
-use bcfy_test_support::stt::{FakeStt, transcript_for_sha256};
+use bcfy_test_support::stt::{FakeStt, Options, transcript_for_sha256};
+use tokio::task::JoinHandle;
 
 use crate::yaml::{common, site};
 
@@ -22,14 +24,42 @@ pub const STT_KEY: &str = "sk-fault-run-secret-4711";
 /// The bound: everything delivered within this long of the last recovery.
 pub const DELIVERY_BOUND: Duration = Duration::from_secs(60);
 /// New calls while the faults run, one per tick.
-pub const CALL_EVERY: Duration = Duration::from_millis(300);
+const CALL_EVERY: Duration = Duration::from_millis(300);
 /// How long a killed service stays down.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
 /// Time between one kill and the next.
 pub const BETWEEN_FAULTS: Duration = Duration::from_secs(8);
 
+/// The simulator with its faults on and the fake STT failing one request in seven.
+pub async fn start_upstreams() -> (Arc<Simulator>, FakeStt) {
+    let sim = Arc::new(
+        Simulator::start(simulator_config())
+            .await
+            .expect("bcfy-sim"),
+    );
+    let stt = FakeStt::start(Options {
+        key: Some(STT_KEY.to_owned()),
+        failure_every: 7,
+        record: false,
+    })
+    .await;
+    (sim, stt)
+}
+
+/// Feeds the simulator a call every [`CALL_EVERY`] (see [`feed`]) until aborted.
+pub fn spawn_feeder(sim: &Arc<Simulator>) -> JoinHandle<()> {
+    let sim = Arc::clone(sim);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CALL_EVERY);
+        for n in 0.. {
+            tick.tick().await;
+            feed(&sim, n);
+        }
+    })
+}
+
 /// Two systems of three talkgroups, every upstream fault at 3 % (5 % cut and slow audio).
-pub fn simulator_config() -> SimConfig {
+fn simulator_config() -> SimConfig {
     let mut config = SimConfig::for_tests();
     config.systems = 2;
     config.talkgroups_per_system = 3;
@@ -172,7 +202,7 @@ pub fn script_every_fault(sim: &Simulator) {
 
 /// Adds a call every tick until stopped: random talkgroup and clip, one in ten late by 15 s
 /// (behind the poller's cursor), one in ten with audio that 404s for 3 s.
-pub fn feed(sim: &Simulator, n: u64) {
+fn feed(sim: &Simulator, n: u64) {
     let talkgroups = &sim.world().talkgroups;
     let talkgroup = &talkgroups[(n as usize * 7) % talkgroups.len()];
     sim.add_call(CallSpec {

@@ -17,13 +17,11 @@ use bcfy_bus::topology::{STREAM_ALERTS, STREAM_CALLS_AUDIO, STREAM_TRANSCRIPTION
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::faults::{
-    BETWEEN_FAULTS, CALL_EVERY, DELIVERY_BOUND, DOWN_FOR, STT_KEY, Tally, feed, script_every_fault,
-    service_configs, simulator_config, stored, transcripts_of,
+    BETWEEN_FAULTS, DELIVERY_BOUND, DOWN_FOR, Tally, script_every_fault, service_configs,
+    spawn_feeder, start_upstreams, stored, transcripts_of,
 };
 use bcfy_e2e::yaml::{common, free_port};
 use bcfy_proto::Alert;
-use bcfy_simulator::Simulator;
-use bcfy_test_support::stt::{FakeStt, Options};
 use bcfy_test_support::{NatsCluster, eventually};
 use tokio::time::Instant;
 
@@ -47,17 +45,7 @@ async fn kill_and_restart(cluster: &mut NatsCluster, index: usize) {
 async fn a_cluster_losing_its_leaders_and_rolling_loses_and_doubles_nothing() {
     let mut cluster = NatsCluster::start().await;
     let urls = cluster.urls().join(",");
-    let sim = std::sync::Arc::new(
-        Simulator::start(simulator_config())
-            .await
-            .expect("bcfy-sim"),
-    );
-    let stt = FakeStt::start(Options {
-        key: Some(STT_KEY.to_owned()),
-        failure_every: 7,
-        record: false,
-    })
-    .await;
+    let (sim, stt) = start_upstreams().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let http = free_port();
     let otel_off = [("OTEL_SDK_DISABLED", "true")];
@@ -82,16 +70,7 @@ async fn a_cluster_losing_its_leaders_and_rolling_loses_and_doubles_nothing() {
         .map(|(name, config)| Service::start_with_env(name, config, dir.path(), &otel_off))
         .collect();
 
-    let feeder = {
-        let sim = std::sync::Arc::clone(&sim);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CALL_EVERY);
-            for n in 0.. {
-                tick.tick().await;
-                feed(&sim, n);
-            }
-        })
-    };
+    let feeder = spawn_feeder(&sim);
     let client = connect(
         &NatsConfig {
             urls: cluster.urls(),

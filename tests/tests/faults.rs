@@ -21,14 +21,13 @@ use bcfy_bus::topology::STREAM_TRANSCRIPTIONS;
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::faults::{
-    BETWEEN_FAULTS, CALL_EVERY, DELIVERY_BOUND, DOWN_FOR, STT_KEY, Tally, feed, script_every_fault,
-    service_configs, simulator_config, transcripts_of,
+    BETWEEN_FAULTS, DELIVERY_BOUND, DOWN_FOR, STT_KEY, Tally, script_every_fault, service_configs,
+    spawn_feeder, start_upstreams, transcripts_of,
 };
 use bcfy_e2e::yaml::free_port;
 use bcfy_proto::GetArchivedCallsRequest;
 use bcfy_proto::archive_service_client::ArchiveServiceClient;
-use bcfy_simulator::{LedgerEntry, Simulator};
-use bcfy_test_support::stt::{FakeStt, Options};
+use bcfy_simulator::LedgerEntry;
 use bcfy_test_support::{NatsServer, eventually};
 use tokio::time::Instant;
 
@@ -58,17 +57,7 @@ async fn archive_answers(grpc: u16, call: &LedgerEntry) -> Option<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing() {
     let mut nats = NatsServer::start().await;
-    let sim = std::sync::Arc::new(
-        Simulator::start(simulator_config())
-            .await
-            .expect("bcfy-sim"),
-    );
-    let stt = FakeStt::start(Options {
-        key: Some(STT_KEY.to_owned()),
-        failure_every: 7,
-        record: false,
-    })
-    .await;
+    let (sim, stt) = start_upstreams().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let grpc = free_port();
     let otel_off = [("OTEL_SDK_DISABLED", "true")];
@@ -77,16 +66,7 @@ async fn kills_and_a_nats_restart_under_upstream_faults_lose_and_double_nothing(
         .map(|(name, config)| Service::start_with_env(name, config, dir.path(), &otel_off))
         .collect();
 
-    let feeder = {
-        let sim = std::sync::Arc::clone(&sim);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CALL_EVERY);
-            for n in 0.. {
-                tick.tick().await;
-                feed(&sim, n);
-            }
-        })
-    };
+    let feeder = spawn_feeder(&sim);
     let js = jetstream::new(async_nats::connect(nats.url()).await.expect("NATS"));
     // The pipeline is up once the first transcript exists.
     eventually(Duration::from_secs(120), "the first transcript", || async {

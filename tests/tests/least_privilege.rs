@@ -3,9 +3,11 @@
 //! connecting as its own user: calls flow end to end (transcripts, alerts, the gateway's call
 //! view and directory) without one permission violation in the server's log; and what a role
 //! must not do fails: the poller publishing audio, the transcriber reading the Broadcastify
-//! session, the read-only user publishing an event or removing a pipeline consumer.
+//! session, the read-only user publishing an event, removing a pipeline consumer or reading the
+//! dead letters; the operator's `bcfy-deadletters` connects as the operator; a service that does
+//! not trust the server's certificate stops at start with the reason.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use bcfy_bus::access::Role;
@@ -108,16 +110,11 @@ async fn each_service_works_with_its_own_permissions_and_nothing_more() {
     let sim = Simulator::start(SimConfig::for_tests())
         .await
         .expect("bcfy-sim");
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64;
     let calls: Vec<_> = (0..CALLS)
         .map(|i| {
             sim.add_call(CallSpec {
                 talkgroup: Some((SID, TG)),
                 clip: Some(i),
-                ts: Some(now - 60 + i as i64),
                 ..CallSpec::default()
             })
         })
@@ -279,12 +276,57 @@ async fn each_service_works_with_its_own_permissions_and_nothing_more() {
         .await
         .expect("the transcriber's consumer is still there");
 
+    // The operator's commands connect as the operator over the same TLS; the reader may not
+    // look at the dead letters.
+    let list_dead_letters = |role: Role| {
+        std::process::Command::new(bcfy_e2e::service::binary("bcfy-deadletters"))
+            .args(["list", "--nats", &nats.url()])
+            .env("NATS_USER", role.name())
+            .env("NATS_PASSWORD", password(role))
+            .env("NATS_CA", pki.ca_file())
+            .env("NATS_CERT", pki.client_cert_file())
+            .env("NATS_KEY", pki.client_key_file())
+            .output()
+            .expect("bcfy-deadletters runs")
+    };
+    let listed = list_dead_letters(Role::Operator);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(!list_dead_letters(Role::Reader).status.success());
+
+    // A service that does not trust the server's certificate stops at once, saying why.
+    let other = Pki::other();
+    let mut untrusting = Service::start(
+        "audio-fetcher",
+        &format!(
+            "{}{}",
+            common(&nats, Role::AudioFetcher, &other),
+            site(&sim, false)
+        ),
+        dir.path(),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the untrusting fetcher to stop",
+        || std::future::ready((!untrusting.running()).then_some(())),
+    )
+    .await;
+    let log = untrusting.log_text();
+    assert!(
+        log.contains("NATS refused the connection") && log.contains("invalid peer certificate"),
+        "{log}"
+    );
+
     let refused = violations(&nats);
     for forbidden in [
         "calls.audio.raw.7001.2345.forged",
         "KV_upstream-session",
         "transcription.complete.7001.2345.forged",
         "$JS.API.CONSUMER.DELETE.CALLS_AUDIO.transcriber",
+        "\"$G/user:reader\" - Publish Violation - Subject \"$JS.API.STREAM.INFO.DEAD_LETTERS\"",
     ] {
         assert!(
             refused.iter().any(|line| line.contains(forbidden)),

@@ -3,6 +3,7 @@
 //! once with its reason; and the client reconnects by itself after the server restarts, so
 //! publishing resumes with nothing to redo.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -186,31 +187,24 @@ async fn a_server_that_verifies_clients_admits_only_a_certificate_from_its_ca() 
     }
 }
 
-#[tokio::test]
-async fn an_nkey_user_connects_with_its_seed_and_another_seed_is_refused() {
-    let user = NkeyUser::new();
-    let server = NatsServer::start_with_config(&user.server_config(), &[]).await;
+/// A server that knows one identity: `with` puts a secret file (a seed, a `.creds` file) on a
+/// config; the trusted one works, the other is refused for authorization.
+async fn admits_only_the_trusted(
+    server: &NatsServer,
+    with: fn(&NatsServer, PathBuf) -> NatsConfig,
+    trusted: &str,
+    other: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let seed_file = |name: &str, seed: &str| {
+    let file = |name: &str, secret: &str| {
         let path = dir.path().join(name);
-        std::fs::write(&path, seed).unwrap();
+        std::fs::write(&path, secret).unwrap();
         path
     };
-    works(&NatsConfig {
-        nkey_seed_file: Some(seed_file("user.nk", &user.seed)),
-        ..bare(&server)
-    })
-    .await;
-
-    let error = connect(
-        &NatsConfig {
-            nkey_seed_file: Some(seed_file("other.nk", &NkeyUser::new().seed)),
-            ..bare(&server)
-        },
-        "connect-test",
-    )
-    .await
-    .unwrap_err();
+    works(&with(server, file("trusted", trusted))).await;
+    let error = connect(&with(server, file("other", other)), "connect-test")
+        .await
+        .unwrap_err();
     assert!(
         error.to_string().contains("authorization violation"),
         "{error}"
@@ -218,32 +212,29 @@ async fn an_nkey_user_connects_with_its_seed_and_another_seed_is_refused() {
 }
 
 #[tokio::test]
+async fn an_nkey_user_connects_with_its_seed_and_another_seed_is_refused() {
+    let user = NkeyUser::new();
+    let server = NatsServer::start_with_config(&user.server_config(), &[]).await;
+    let with_seed = |server: &NatsServer, seed: PathBuf| NatsConfig {
+        nkey_seed_file: Some(seed),
+        ..bare(server)
+    };
+    admits_only_the_trusted(&server, with_seed, &user.seed, &NkeyUser::new().seed).await;
+}
+
+#[tokio::test]
 async fn a_creds_file_of_the_trusted_operator_connects_and_another_is_refused() {
     let trusted = Decentralized::new();
     let server = NatsServer::start_with_config(&trusted.server_config(), &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let creds_file = |name: &str, creds: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, creds).unwrap();
-        path
+    let with_creds = |server: &NatsServer, creds: PathBuf| NatsConfig {
+        credentials_file: Some(creds),
+        ..bare(server)
     };
-    works(&NatsConfig {
-        credentials_file: Some(creds_file("user.creds", &trusted.creds)),
-        ..bare(&server)
-    })
-    .await;
-
-    let error = connect(
-        &NatsConfig {
-            credentials_file: Some(creds_file("other.creds", &Decentralized::new().creds)),
-            ..bare(&server)
-        },
-        "connect-test",
+    admits_only_the_trusted(
+        &server,
+        with_creds,
+        &trusted.creds,
+        &Decentralized::new().creds,
     )
-    .await
-    .unwrap_err();
-    assert!(
-        error.to_string().contains("authorization violation"),
-        "{error}"
-    );
+    .await;
 }

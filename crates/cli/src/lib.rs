@@ -117,9 +117,22 @@ pub struct NatsArgs {
     /// NATS credentials file.
     #[arg(long, env = "NATS_CREDS", global = true)]
     pub creds: Option<PathBuf>,
+    /// NATS user (the `operator` of deploy/nats-authorization.conf); its password is read from
+    /// `NATS_PASSWORD`, never from the command line.
+    #[arg(long, env = "NATS_USER", global = true)]
+    pub user: Option<String>,
+    /// The user's password (environment only).
+    #[arg(skip = std::env::var("NATS_PASSWORD").ok())]
+    pub password: Option<String>,
     /// CA certificate for a NATS server with TLS.
     #[arg(long, env = "NATS_CA", global = true)]
     pub tls_ca: Option<PathBuf>,
+    /// Client certificate, for a NATS server that verifies clients.
+    #[arg(long, env = "NATS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, env = "NATS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl NatsArgs {
@@ -132,10 +145,14 @@ impl NatsArgs {
         let config = NatsConfig {
             urls: vec![self.nats.clone()],
             credentials_file: self.creds.clone(),
+            user: self.user.clone(),
+            password: self.password.clone().map(Into::into),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             tls: TlsConfig {
                 ca_file: self.tls_ca.clone(),
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
                 ..TlsConfig::default()
             },
             ..NatsConfig::default()
