@@ -10,7 +10,10 @@
 //! pipeline has drained (target 0).
 //!
 //! Knobs: `SOAK_MINUTES` (60), `SOAK_RATE` (calls/s, 50), `SOAK_TALKGROUPS` (20), `SOAK_LOG`
-//! (the services' log filter, `warn`).
+//! (the services' log filter, `warn`). The services inherit the environment, so `BCFY_*`
+//! settings reach them: `BCFY_TOPOLOGY__CALLS_AUDIO__MAX_AGE=8m` (with a `DUPLICATE_WINDOW` no
+//! longer) runs the audio past its limit within the hour. `TRANSCRIPTIONS` must keep every
+//! transcript of the run for the loss count.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 

@@ -172,11 +172,10 @@ pub(crate) fn parse(name: &str, value: &[u8]) -> Result<RuleSpec, RuleError> {
         reason,
     };
     let text = std::str::from_utf8(value).map_err(|_| fail("the value is not UTF-8".into()))?;
-    let mut spec: RuleSpec = config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Yaml))
-        .build()
-        .and_then(config::Config::try_deserialize)
-        .map_err(|error| fail(format!("not a rule: {error}")))?;
+    let document =
+        bcfy_config::yaml::document(text).map_err(|error| fail(format!("not a rule: {error}")))?;
+    let mut spec: RuleSpec =
+        serde_json::from_value(document).map_err(|error| fail(format!("not a rule: {error}")))?;
     if spec.name.is_empty() {
         spec.name = name.to_owned();
     } else if spec.name != name {
@@ -209,5 +208,30 @@ mod tests {
         let unknown = parse("fire", b"keyword: [x]\n").unwrap_err();
         assert_eq!(unknown.rule, "fire");
         assert!(unknown.reason.contains("keyword"), "{}", unknown.reason);
+    }
+
+    /// The `alert_rule` fuzz target's finding: through the config loader, the key
+    /// `coote3ote3[33333333]` was an array index and this rule took 3 GiB and 10 s to refuse.
+    #[test]
+    fn a_key_that_looks_like_an_index_is_an_unknown_key() {
+        let input = br#"{"name":"fuzz","regex":"(m?i)e]][]]nzote3ote3[33333333]","coote3ote3[33333333]","cooldown":"5m"}"#;
+        let refused = parse("fuzz", input).unwrap_err();
+        assert!(
+            refused
+                .reason
+                .contains("unknown field `coote3ote3[33333333]`"),
+            "{}",
+            refused.reason
+        );
+    }
+
+    #[test]
+    fn aliases_are_refused_before_they_are_copied() {
+        let laughs = b"name: fire
+keywords: &a [x, x, x, x, x, x, x, x]
+ignore: [*a, *a, *a]
+";
+        let refused = parse("fire", laughs).unwrap_err();
+        assert!(refused.reason.contains("aliases"), "{}", refused.reason);
     }
 }
