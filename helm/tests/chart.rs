@@ -15,10 +15,11 @@ use std::process::{Command, Output};
 use bcfy_bus::connect::NatsConfig;
 use bcfy_bus::topology::TopologyConfig;
 use bcfy_chart::{CHART_DIR, values_schema_text};
+use bcfy_config::yaml::to_json;
 use bcfy_config::{ConfigSource, Validate};
 use bcfy_runtime::service::ServiceConfig;
 use serde_json::Value;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::YamlLoader;
 
 const KUBERNETES_VERSION: &str = "1.33.0";
 
@@ -62,28 +63,6 @@ fn render(values: &[&Path]) -> String {
         args.extend(["-f", file.to_str().expect("UTF-8 path")]);
     }
     succeed("helm", &args)
-}
-
-fn to_json(yaml: &Yaml) -> Value {
-    match yaml {
-        Yaml::Real(text) => text.parse::<f64>().map_or(Value::Null, Value::from),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::String(s) => Value::from(s.clone()),
-        Yaml::Boolean(b) => Value::from(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        other => to_json(other).to_string(),
-                    };
-                    (key, to_json(v))
-                })
-                .collect(),
-        ),
-        _ => Value::Null,
-    }
 }
 
 /// Every rendered object, as JSON.

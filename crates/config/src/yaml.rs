@@ -50,7 +50,9 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
     Ok(loaded.first().map_or(Value::Null, to_json))
 }
 
-fn to_json(yaml: &Yaml) -> Value {
+/// A loaded YAML node as JSON: keys are strings (other keys their JSON text), a real that is not
+/// a finite number stays a string, nulls and bad values are `null`.
+pub fn to_json(yaml: &Yaml) -> Value {
     match yaml {
         Yaml::Real(text) => text
             .parse::<f64>()
