@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use bcfy_bus::connect::{NatsConfig, connect};
-use bcfy_bus::topology::{STREAM_ALERTS, STREAM_CALLS_AUDIO, STREAM_TRANSCRIPTIONS};
+use bcfy_bus::topology::{
+    STREAM_ALERTS, STREAM_CALLS_AUDIO, STREAM_CALLS_LIVE, STREAM_TRANSCRIPTIONS,
+};
 use bcfy_e2e::Service;
 use bcfy_e2e::backlog::pipeline_idle;
 use bcfy_e2e::faults::{
@@ -22,6 +24,7 @@ use bcfy_e2e::faults::{
 };
 use bcfy_e2e::yaml::{common, free_port};
 use bcfy_proto::Alert;
+use bcfy_simulator::Simulator;
 use bcfy_test_support::{NatsCluster, eventually};
 use tokio::time::Instant;
 
@@ -32,6 +35,20 @@ const REPLICATED: &str = "topology:\n  replicas: 3\n";
 async fn stream_leader(js: &jetstream::Context, stream: &str) -> Option<usize> {
     let info = js.get_stream(stream).await.ok()?.info().await.ok()?.clone();
     NatsCluster::node_named(info.cluster.as_ref()?.leader.as_deref()?)
+}
+
+/// The node leading `CALLS_AUDIO`, once there is one.
+async fn calls_audio_leader(js: &jetstream::Context) -> usize {
+    eventually(Duration::from_secs(30), "a CALLS_AUDIO leader", || {
+        stream_leader(js, STREAM_CALLS_AUDIO)
+    })
+    .await
+}
+
+/// Queues one of every upstream fault, then lets the calls flow through them for `pause`.
+async fn faults_then_wait(sim: &Simulator, pause: Duration) {
+    script_every_fault(sim);
+    tokio::time::sleep(pause).await;
 }
 
 /// Kills node `index` with SIGKILL, leaves it down a moment and starts it on its own store.
@@ -87,14 +104,33 @@ async fn a_cluster_losing_its_leaders_and_rolling_loses_and_doubles_nothing() {
     })
     .await;
 
+    // The services created every stream on all three nodes.
+    for stream in [
+        STREAM_CALLS_LIVE,
+        STREAM_CALLS_AUDIO,
+        STREAM_TRANSCRIPTIONS,
+        STREAM_ALERTS,
+    ] {
+        let info = js
+            .get_stream(stream)
+            .await
+            .expect("the stream")
+            .info()
+            .await
+            .expect("its info")
+            .clone();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+        let followers = info.cluster.map_or(0, |c| c.replicas.len());
+        assert_eq!(followers, 2, "{stream} has two followers");
+    }
+
     let started = Instant::now();
     let mut timeline = Vec::new();
     let note = |timeline: &mut Vec<String>, what: String| {
         timeline.push(format!("{:>5.1} s {what}", started.elapsed().as_secs_f64()));
     };
 
-    script_every_fault(&sim);
-    tokio::time::sleep(BETWEEN_FAULTS).await;
+    faults_then_wait(&sim, BETWEEN_FAULTS).await;
     let meta = eventually(Duration::from_secs(30), "a meta leader", || {
         cluster.meta_leader()
     })
@@ -105,28 +141,24 @@ async fn a_cluster_losing_its_leaders_and_rolling_loses_and_doubles_nothing() {
         format!("kill -9 node-{meta} (meta leader), restarted"),
     );
 
-    script_every_fault(&sim);
-    tokio::time::sleep(BETWEEN_FAULTS).await;
-    let audio = eventually(Duration::from_secs(30), "a CALLS_AUDIO leader", || {
-        stream_leader(&js, STREAM_CALLS_AUDIO)
-    })
-    .await;
+    faults_then_wait(&sim, BETWEEN_FAULTS).await;
+    let audio = calls_audio_leader(&js).await;
     kill_and_restart(&mut cluster, audio).await;
     note(
         &mut timeline,
         format!("kill -9 node-{audio} (CALLS_AUDIO leader), restarted"),
     );
 
-    script_every_fault(&sim);
-    tokio::time::sleep(BETWEEN_FAULTS).await;
-    let audio = eventually(Duration::from_secs(30), "a CALLS_AUDIO leader", || {
-        stream_leader(&js, STREAM_CALLS_AUDIO)
-    })
-    .await;
-    let meta = cluster.meta_leader().await;
+    // A follower of both the metadata and CALLS_AUDIO, one not killed yet when there is one.
+    faults_then_wait(&sim, BETWEEN_FAULTS).await;
+    let leaders = [
+        Some(calls_audio_leader(&js).await),
+        cluster.meta_leader().await,
+    ];
+    let killed = [meta, audio];
     let follower = (0..3)
-        .find(|i| *i != audio && Some(*i) != meta)
-        .or_else(|| (0..3).find(|i| *i != audio))
+        .filter(|i| !leaders.contains(&Some(*i)))
+        .min_by_key(|i| killed.contains(i))
         .expect("a follower");
     kill_and_restart(&mut cluster, follower).await;
     note(
@@ -135,8 +167,7 @@ async fn a_cluster_losing_its_leaders_and_rolling_loses_and_doubles_nothing() {
     );
 
     for index in 0..3 {
-        script_every_fault(&sim);
-        tokio::time::sleep(BETWEEN_FAULTS / 2).await;
+        faults_then_wait(&sim, BETWEEN_FAULTS / 2).await;
         cluster.nodes_mut()[index].stop();
         cluster.nodes_mut()[index].start_again().await;
         note(

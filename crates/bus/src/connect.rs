@@ -337,6 +337,7 @@ mod tests {
                 ("BCFY_NATS__USER", "bcfy"),
                 ("BCFY_NATS__TOKEN", "t"),
                 ("BCFY_NATS__TLS__CERT_FILE", "/nonexistent/cert.pem"),
+                ("BCFY_NATS__INBOX_PREFIX", "_INBOX.>"),
             ])
             .load::<Holder>()
             .unwrap_err();
@@ -346,6 +347,7 @@ mod tests {
             [
                 "nats.urls",
                 "nats.credentials_file",
+                "nats.inbox_prefix",
                 "nats.user",
                 "nats.tls.cert_file",
                 "nats.tls.cert_file"

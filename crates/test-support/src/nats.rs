@@ -80,11 +80,7 @@ impl NatsServer {
     ///
     /// As [`start`](Self::start).
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut server = Self::unstarted();
-        server.reconfigure(args, env);
-        server.spawn();
-        server.wait_healthy().await;
-        server
+        Self::start_configured(args, "", env).await
     }
 
     /// Starts a single server with `config` added to its config file (a `tls` block, an
@@ -94,9 +90,13 @@ impl NatsServer {
     ///
     /// As [`start`](Self::start).
     pub async fn start_with_config(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_configured(&[], config, env).await
+    }
+
+    async fn start_configured(args: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         let mut server = Self::unstarted();
         server.config = config.to_owned();
-        server.reconfigure(&[], env);
+        server.reconfigure(args, env);
         server.spawn();
         server.wait_healthy().await;
         server
