@@ -113,10 +113,11 @@ bench-alerter:
 
 # The pipeline for an hour at 50 calls/s with the simulator's faults on: memory, file descriptors
 # and the store each minute, calls lost at the end (knobs in tests/benches/soak.rs; figures in
-# BENCHMARKS.md).
+# BENCHMARKS.md). Two malloc arenas, as the image runs the services; `MALLOC_ARENA_MAX= just
+# soak` runs glibc's default.
 soak:
     cargo build --release --workspace --bins --locked
-    cargo bench -p bcfy-e2e --bench soak --locked
+    MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX-2}" cargo bench -p bcfy-e2e --bench soak --locked
 
 # Every fuzz target for SECONDS each (nightly + cargo-fuzz; FUZZING.md has the record), or the
 # named ones: `just fuzz 600 live_answer alert_rule`.

@@ -105,7 +105,7 @@ async fn main() {
         dir.path(),
     );
     let poller = "live_producer:\n  poll_interval: 1s\n";
-    let _pipeline = pipeline::start(&url, &sim, &stt, poller, "warn", dir.path());
+    let _pipeline = pipeline::start(&url, &sim, &stt, poller, "", "warn", dir.path());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     eventually(Duration::from_secs(120), "the gateway", || async {

@@ -241,7 +241,7 @@ async fn run(talkgroups: u64, rate: u64, window: Duration, poller: &str) -> RunF
     let stt = pipeline::fake_stt().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let nats_url = nats.url();
-    let services = pipeline::start(&nats_url, &sim, &stt, poller, &log_filter, dir.path());
+    let services = pipeline::start(&nats_url, &sim, &stt, poller, "", &log_filter, dir.path());
     let mut pids: Vec<(&'static str, u32)> = vec![("nats-server", nats.pid().expect("running"))];
     for (name, service) in ["poller", "audio-fetcher", "transcriber"]
         .into_iter()

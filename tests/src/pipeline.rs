@@ -24,15 +24,19 @@ pub async fn fake_stt() -> FakeStt {
 }
 
 /// Starts the three services in `dir`; `poller` is extra poller config (e.g. `live_producer`),
-/// `log_filter` their log level.
+/// `shared` extra config of all three (e.g. `topology`, which they must agree on), `log_filter`
+/// their log level.
 pub fn start(
     nats_url: &str,
     sim: &Simulator,
     stt: &FakeStt,
     poller: &str,
+    shared: &str,
     log_filter: &str,
     dir: &Path,
 ) -> [Service; 3] {
+    // Each its own admin port.
+    let common = || format!("{}{shared}", common(nats_url, log_filter));
     let groups: Vec<String> = sim
         .world()
         .talkgroups
@@ -44,7 +48,7 @@ pub fn start(
             "poller",
             &format!(
                 "{}{}{poller}shards:\n  - name: all\n    groups: [{}]\n",
-                common(nats_url, log_filter),
+                common(),
                 site(sim, true),
                 groups.join(", ")
             ),
@@ -54,7 +58,7 @@ pub fn start(
             "audio-fetcher",
             &format!(
                 "{}{}audio:\n  max_concurrency: 64\n",
-                common(nats_url, log_filter),
+                common(),
                 site(sim, false)
             ),
             dir,
@@ -63,7 +67,7 @@ pub fn start(
             "transcriber",
             &format!(
                 "{}transcription:\n  provider: openai\n  endpoint_url: {}\n  api_key: {STT_KEY}\n  max_concurrency: 64\n",
-                common(nats_url, log_filter),
+                common(),
                 stt.url()
             ),
             dir,

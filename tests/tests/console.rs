@@ -54,7 +54,7 @@ async fn the_console_shows_plays_and_finds_calls_in_a_real_browser() {
         .expect("bcfy-sim");
     let stt = pipeline::fake_stt().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let _pipeline = pipeline::start(&nats.url(), &sim, &stt, "", "info", dir.path());
+    let _pipeline = pipeline::start(&nats.url(), &sim, &stt, "", "", "info", dir.path());
     let keys = dir.path().join("keys.yaml");
     let sha: String = Sha256::digest(KEY.as_bytes())
         .iter()
