@@ -253,15 +253,25 @@ async fn main() {
         samples.push(readings);
     }
     sim.stop_generating();
-    let drain_started = tokio::time::Instant::now();
-    while !pipeline_idle(&js).await && drain_started.elapsed() < DRAIN_LIMIT {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
     let calls: Vec<_> = sim
         .ledger()
         .into_iter()
         .filter(|c| c.available_at >= started)
         .collect();
+    // Drained once every call has its transcript and nothing is left in flight (so a late
+    // duplicate is counted too), or at the limit: the poller may not have listed the last
+    // calls yet when the fetcher and transcriber are already idle.
+    let drain_started = tokio::time::Instant::now();
+    while drain_started.elapsed() < DRAIN_LIMIT {
+        let complete = {
+            let arrivals = arrivals.lock().expect("not poisoned");
+            calls.iter().all(|c| arrivals.contains_key(&c.key))
+        };
+        if complete && pipeline_idle(&js).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let drained = drain_started.elapsed();
     counter.abort();
     let arrivals = arrivals.lock().expect("not poisoned");
