@@ -35,7 +35,7 @@ pub fn start(
     log_filter: &str,
     dir: &Path,
 ) -> [Service; 3] {
-    // Each its own admin port.
+    // Called once per service: each gets a free admin port of its own.
     let common = || format!("{}{shared}", common(nats_url, log_filter));
     let groups: Vec<String> = sim
         .world()
